@@ -1,0 +1,173 @@
+"""The run configuration: one YAML file validated into typed objects.
+
+Every section forbids unknown keys, so a typo is an error that names the key instead of
+a silently ignored setting. Secrets never live here: they are read from the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+# Environment variables that may hold secrets; their values are scrubbed from anything we write.
+SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+               "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+
+
+def parse_bytes(value: Any) -> int:
+    """'2GB', '500MiB', '1.5g' or an int -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 2GB or 500MiB")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("size must be >= 0")
+        return int(value)
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size; use a number of bytes or e.g. 2GB, 500MiB")
+    unit = (match.group(2) or "").lower().rstrip("b")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(Section):
+    dir: str | None = None
+    shards: list[str] = Field(default_factory=list)
+    shards_file: str | None = None
+    extensions: list[str] = Field(
+        default_factory=lambda: [".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"])
+    parts: int | None = Field(default=None, ge=1)
+    part_size: int = 2 * 1000**3
+    shards_per_part: int = Field(default=1, ge=1)
+
+    _norm_size = field_validator("part_size", mode="before")(lambda cls, v: parse_bytes(v))
+
+    @field_validator("extensions")
+    @classmethod
+    def _dotted_lower(cls, value: list[str]) -> list[str]:
+        return [e.lower() if e.startswith(".") else "." + e.lower() for e in value]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "InputConfig":
+        given = [name for name, v in (("dir", self.dir), ("shards", self.shards),
+                                      ("shards_file", self.shards_file)) if v]
+        if len(given) > 1:
+            raise ValueError(f"give exactly one of input.dir, input.shards, input.shards_file (got {', '.join(given)})")
+        return self
+
+    def has_source(self) -> bool:
+        return bool(self.dir or self.shards or self.shards_file)
+
+
+class StageSection(Section):
+    enabled: bool = True
+
+
+class FetchConfig(StageSection):
+    max_archive_bytes: int = 50 * 1000**3
+    max_archive_members: int = Field(default=100_000, ge=1)
+
+    _norm_size = field_validator("max_archive_bytes", mode="before")(lambda cls, v: parse_bytes(v))
+
+
+class SplitConfig(StageSection):
+    detector: Literal["adaptive"] = "adaptive"
+    threshold: float = Field(default=3.0, gt=0)
+    min_scene_len: int = Field(default=15, ge=1)
+    downscale: int = Field(default=0, ge=0)
+    backend: Literal["opencv", "pyav"] = "opencv"
+    min_s: float = Field(default=1.0, gt=0)
+    max_s: float = Field(default=10.0, gt=0)
+    cut: bool = False
+    cut_mode: Literal["reencode", "copy"] = "reencode"
+    crf: int = Field(default=20, ge=0, le=51)
+
+    @model_validator(mode="after")
+    def _range(self) -> "SplitConfig":
+        if self.max_s < self.min_s:
+            raise ValueError(f"split.max_s ({self.max_s}) must be >= split.min_s ({self.min_s})")
+        return self
+
+
+class LocalConfig(Section):
+    workers: int = Field(default=2, ge=1)
+
+
+class Config(Section):
+    input: InputConfig = Field(default_factory=InputConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
+
+    def stage_section(self, stage: str) -> StageSection:
+        return getattr(self, stage)
+
+    def to_plain(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, error["loc"][:-1])
+        return f"{key}: unknown key; allowed here: {', '.join(allowed)}"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    msg = error["msg"].removeprefix("Value error, ")
+    return f"{key}{shown}: {msg}"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def validate_config(data: dict[str, Any] | None, source: str = "config") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (input:, split:, ...), got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e, Config) for e in exc.errors()]
+        raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines)
+                          + "\nSee config.example.yaml for every key and its allowed values.") from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a YAML config; None gives the defaults."""
+    if path is None:
+        return validate_config({})
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; copy config.example.yaml and edit it")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return validate_config(data, source=str(path))
+
+
+def stable_hash(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

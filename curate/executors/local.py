@@ -1,0 +1,123 @@
+"""Local executor: a bounded pool of `curate run` processes on this machine.
+
+Each index flows through the stages on its own (index 3 can be in split while index 4 is in
+fetch). A task that fails stops only its own index. Ctrl-C terminates the running tasks, which
+release their claims; running the same command again finishes the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+from ..plan import Plan
+from ..rundir import RunDir
+from .base import next_stage, task_command
+
+BUSY_RETRY_S = 2.0
+
+
+@dataclass
+class Running:
+    stage: str
+    index: int
+    proc: subprocess.Popen
+    logs: tuple[IO, IO]
+
+
+@dataclass
+class LocalResult:
+    finished: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)  # index -> "stage: last error line"
+
+
+def _log_files(run: RunDir, stage: str, index: int) -> tuple[IO, IO]:
+    log_dir = run.log_dir(stage)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # One file pair per attempt, so a retry never overwrites why the last attempt died.
+    stem = f"local-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}_{index}"
+    return open(log_dir / f"{stem}.out", "w"), open(log_dir / f"{stem}.err", "w+")
+
+
+def _last_error_line(err: IO) -> str:
+    err.flush()
+    err.seek(0)
+    lines = [ln.strip() for ln in err.read().splitlines() if ln.strip()]
+    return lines[-1] if lines else "exited without output"
+
+
+class LocalExecutor:
+    def __init__(self, run: RunDir, plan: Plan, workers: int, progress=None):
+        self.run, self.plan, self.workers = run, plan, max(1, workers)
+        self.progress = progress  # callable(stage, index, event) or None
+
+    def _notify(self, stage: str, index: int, event: str) -> None:
+        if self.progress:
+            self.progress(stage, index, event)
+
+    def execute(self, indices: list[int] | None = None) -> LocalResult:
+        todo = list(range(self.plan.num_parts)) if indices is None else list(indices)
+        result = LocalResult()
+        waiting: dict[int, float] = {i: 0.0 for i in todo}  # index -> not before (busy back-off)
+        running: dict[int, Running] = {}
+        try:
+            while waiting or running:
+                now = time.monotonic()
+                for index in sorted(waiting):
+                    if len(running) >= self.workers:
+                        break
+                    if waiting[index] > now:
+                        continue
+                    stage = next_stage(self.run, self.plan, index)
+                    if stage is None:
+                        del waiting[index]
+                        result.finished.append(index)
+                        continue
+                    logs = _log_files(self.run, stage, index)
+                    proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0],
+                                            stderr=logs[1], stdin=subprocess.DEVNULL, start_new_session=True)
+                    running[index] = Running(stage, index, proc, logs)
+                    del waiting[index]
+                    self._notify(stage, index, "start")
+                if not running:
+                    time.sleep(0.2)
+                    continue
+                time.sleep(0.05)
+                for index, task in list(running.items()):
+                    code = task.proc.poll()
+                    if code is None:
+                        continue
+                    del running[index]
+                    task.logs[0].close()
+                    if code == 0:
+                        after = next_stage(self.run, self.plan, index)
+                        if after == task.stage:  # another process holds its claim: try again soon
+                            waiting[index] = time.monotonic() + BUSY_RETRY_S
+                        else:
+                            self._notify(task.stage, index, "done")
+                            waiting[index] = 0.0
+                    else:
+                        result.failed[index] = f"{task.stage}: {_last_error_line(task.logs[1])}"
+                        self._notify(task.stage, index, "failed")
+                    task.logs[1].close()
+        except BaseException:
+            self._stop(running.values())
+            raise
+        return result
+
+    @staticmethod
+    def _stop(tasks) -> None:
+        tasks = list(tasks)
+        for task in tasks:
+            if task.proc.poll() is None:
+                os.killpg(task.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for task in tasks:
+            try:
+                task.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(task.proc.pid, signal.SIGKILL)

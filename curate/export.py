@@ -1,0 +1,63 @@
+"""The final table: a row per clip plus a row per input video that gave no clip.
+
+Indices that have not finished the last stage are not left out silently: their manifest
+units appear as `incomplete` rows naming the stage where they stopped and why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .plan import Plan
+from .rundir import RunDir, atomic_write_bytes, atomic_write_parquet
+from .status import collect_status
+
+FORMATS = ("parquet", "jsonl")
+
+
+def final_table(run: RunDir, plan: Plan):
+    import polars as pl
+
+    last = plan.stages[-1]
+    status = collect_status(run, plan)
+    frames = [pl.read_parquet(run.stage_part(last, i)) for i in sorted(status[last].done)]
+    missing = []
+    for index in range(plan.num_parts):
+        if index in status[last].done:
+            continue
+        stopped, why = next(((s, st.failed.get(index) or ("blocked" if index in st.blocked else "not finished"))
+                             for s, st in status.items() if index not in st.done), (last, "not finished"))
+        units = pl.read_parquet(run.manifest_part(index)).select("video_id", "source", "relpath", "bytes")
+        missing.append(units.with_columns(status=pl.lit("incomplete"),
+                                          reason=pl.lit(f"index {index} stopped at {stopped}: {why}")))
+    table = pl.concat(frames + missing, how="diagonal_relaxed") if frames or missing else pl.DataFrame()
+    if "clip_id" in table.columns:
+        table = table.sort(["video_id", "clip_id"], nulls_last=True)
+    return table, len(missing)
+
+
+def export(run: RunDir, plan: Plan, fmt: str = "parquet", out: Path | None = None) -> tuple[Path, object, int]:
+    table, incomplete = final_table(run, plan)
+    out = out or run.metadata / f"clips.{fmt}"
+    if fmt == "jsonl":
+        atomic_write_bytes(out, table.write_ndjson().encode())
+    else:
+        atomic_write_parquet(out, table)
+    return out, table, incomplete
+
+
+def summary(table) -> dict:
+    import polars as pl
+
+    if table.is_empty():
+        return {"rows": 0}
+    clips = table.filter(pl.col("clip_id").is_not_null()) if "clip_id" in table.columns else table.head(0)
+    kept = clips.filter(pl.col("status") == "ok")
+    by_status = {r["status"]: r["len"] for r in table.group_by("status").len().sort("status").to_dicts()}
+    return {
+        "rows": table.height,
+        "videos": table["video_id"].n_unique(),
+        "clips_ok": kept.height,
+        "clip_hours": round(float(kept["clip_duration_s"].sum() or 0) / 3600, 4) if kept.height else 0.0,
+        "by_status": by_status,
+    }

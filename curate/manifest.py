@@ -1,0 +1,149 @@
+"""Sharded manifests: the input units of every array index.
+
+A local directory becomes parts balanced by bytes (largest file first onto the lightest part),
+so one index is not stuck with all the big files; archive shards are grouped in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import InputConfig, stable_hash
+from .errors import CurateError
+from .rundir import RunDir, atomic_write_json, atomic_write_parquet, read_json
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+MANIFEST_COLUMNS = ("video_id", "kind", "source", "relpath", "bytes")
+
+
+@dataclass(frozen=True)
+class Unit:
+    video_id: str
+    kind: str  # "file" or "archive"
+    source: str  # absolute path of the file or shard
+    relpath: str
+    bytes: int
+
+
+def stable_id(*parts: str) -> str:
+    """A video id that stays the same for the same source across rebuilds."""
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def is_archive(name: str) -> bool:
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def scan_dir(root: Path, extensions: list[str]) -> list[Unit]:
+    if not root.is_dir():
+        raise CurateError(f"input directory {root} does not exist or is not a directory")
+    units = []
+    wanted = tuple(extensions)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            # Every file with a video extension is taken, broken or not: fetch records why a
+            # bad one gives no clips instead of it vanishing from the run.
+            if name.lower().endswith(wanted) and not path.is_symlink():
+                units.append(Unit(stable_id(rel), "file", str(path), rel, path.stat().st_size))
+            elif is_archive(name) and not path.is_symlink():
+                units.append(Unit(stable_id(rel), "archive", str(path), rel, path.stat().st_size))
+    return units
+
+
+def read_shard_list(cfg: InputConfig) -> list[str]:
+    shards = list(cfg.shards)
+    if cfg.shards_file:
+        listing = Path(cfg.shards_file)
+        if not listing.is_file():
+            raise CurateError(f"input.shards_file {listing} does not exist")
+        shards += [ln.strip() for ln in listing.read_text().splitlines()
+                   if ln.strip() and not ln.lstrip().startswith("#")]
+    return shards
+
+
+def shard_units(shards: list[str]) -> list[Unit]:
+    units = []
+    for shard in shards:
+        if "://" in shard:
+            raise CurateError(f"shard {shard}: remote shards are not supported yet; download it and list the local path")
+        path = Path(shard).expanduser().resolve()
+        if not path.is_file():
+            raise CurateError(f"shard {shard} does not exist (from input.shards / input.shards_file)")
+        if not is_archive(path.name):
+            raise CurateError(f"shard {shard} is not a .tar, .tar.gz, .tgz or .zip archive")
+        units.append(Unit(stable_id(path.as_posix()), "archive", str(path), path.name, path.stat().st_size))
+    return units
+
+
+def balance_by_bytes(units: list[Unit], num_parts: int) -> list[list[Unit]]:
+    heap = [(0, i) for i in range(num_parts)]
+    parts: list[list[Unit]] = [[] for _ in range(num_parts)]
+    for unit in sorted(units, key=lambda u: (-u.bytes, u.relpath)):
+        load, i = heapq.heappop(heap)
+        parts[i].append(unit)
+        heapq.heappush(heap, (load + unit.bytes, i))
+    return [sorted(p, key=lambda u: u.relpath) for p in parts if p]
+
+
+def plan_parts(cfg: InputConfig) -> list[list[Unit]]:
+    if cfg.dir:
+        units = scan_dir(Path(cfg.dir).expanduser().resolve(), cfg.extensions)
+        if not units:
+            raise CurateError(f"no videos ({', '.join(cfg.extensions)}) or archives found under {cfg.dir}")
+        total = sum(u.bytes for u in units)
+        num = cfg.parts or max(1, math.ceil(total / max(cfg.part_size, 1)))
+        return balance_by_bytes(units, min(num, len(units)))
+    shards = read_shard_list(cfg)
+    if not shards:
+        raise CurateError("no input: set input.dir, input.shards or input.shards_file (or pass --input-dir)")
+    units = shard_units(shards)
+    per = cfg.shards_per_part
+    if cfg.parts:
+        per = math.ceil(len(units) / cfg.parts)
+    return [units[i:i + per] for i in range(0, len(units), per)]
+
+
+def fingerprint(parts: list[list[Unit]]) -> str:
+    return stable_hash([[(u.video_id, u.source, u.bytes) for u in p] for p in parts])
+
+
+def write_manifest(run: RunDir, cfg: InputConfig, rebuild: bool = False) -> dict:
+    """Build the manifest; keep an identical existing one; refuse to replace a different one."""
+    import polars as pl
+
+    parts = plan_parts(cfg)
+    fp = fingerprint(parts)
+    existing = read_json(run.manifest_info)
+    if existing and existing["fingerprint"] == fp:
+        return existing
+    if existing and not rebuild:
+        raise CurateError(
+            f"{run.root} already holds a manifest of {existing['num_parts']} parts "
+            f"({existing['num_units']} units) that differs from what the input gives now "
+            f"({len(parts)} parts, {sum(map(len, parts))} units). Use a new --workdir, or pass "
+            "--rebuild-manifest to replace it (every stage is then redone).")
+    if existing:
+        for old in run.manifests.glob("part-*.parquet"):
+            old.unlink()
+    for index, units in enumerate(parts):
+        frame = pl.DataFrame([u.__dict__ for u in units], schema={
+            "video_id": pl.Utf8, "kind": pl.Utf8, "source": pl.Utf8, "relpath": pl.Utf8, "bytes": pl.Int64})
+        atomic_write_parquet(run.manifest_part(index), frame)
+    info = {
+        "fingerprint": fp,
+        "num_parts": len(parts),
+        "num_units": sum(map(len, parts)),
+        "bytes": sum(u.bytes for p in parts for u in p),
+        "source": cfg.dir or "shards",
+        "part_bytes": [sum(u.bytes for u in p) for p in parts],
+    }
+    atomic_write_json(run.manifest_info, info)
+    return info

@@ -1,0 +1,167 @@
+"""Claim, done and failed markers of one (stage, index).
+
+Claims are files created with O_CREAT|O_EXCL, which is atomic on local disks, NFSv3+ and
+Lustre, unlike flock/fcntl locks. A holder refreshes the claim's mtime (heartbeat); a claim is
+stale when its process is gone (same host), its Slurm job is gone, or its heartbeat is older
+than the TTL. Breaking a stale claim renames it away first, so of two breakers only one wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .rundir import RunDir, atomic_write_json, read_json
+
+HEARTBEAT_S = float(os.environ.get("CURATE_HEARTBEAT_S", "30"))
+CLAIM_TTL_S = float(os.environ.get("CURATE_CLAIM_TTL_S", "600"))
+
+# Asked whether a Slurm job still exists: returns True/False, or None when it cannot tell.
+JobAliveCheck = Callable[[str], "bool | None"]
+
+
+def current_owner() -> dict:
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    now = time.time()
+    return {
+        "job_id": f"{job}_{task}" if job and task else job,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start": now,
+        "token": uuid.uuid4().hex,
+    }
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class ClaimInfo:
+    owner: dict
+    heartbeat_age_s: float
+
+    def stale_reason(self, job_alive: JobAliveCheck | None = None) -> str | None:
+        """Why this claim is stale, or None when its holder may still be working."""
+        owner = self.owner
+        if owner.get("host") == socket.gethostname() and owner.get("pid"):
+            if not pid_alive(int(owner["pid"])):
+                return f"process {owner['pid']} on {owner['host']} is gone"
+        if owner.get("job_id") and job_alive is not None:
+            if job_alive(str(owner["job_id"])) is False:
+                return f"Slurm job {owner['job_id']} is gone"
+        if self.heartbeat_age_s > CLAIM_TTL_S:
+            return f"no heartbeat for {self.heartbeat_age_s:.0f} s (TTL {CLAIM_TTL_S:.0f} s)"
+        return None
+
+
+def read_claim(path: Path) -> ClaimInfo | None:
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    owner = read_json(path)
+    if owner is None:
+        # Created but not yet written by its holder (a few microseconds), or written by a crash.
+        owner = {}
+    return ClaimInfo(owner, max(0.0, time.time() - mtime))
+
+
+class Claim:
+    """A held claim; `release()` removes it only if it is still ours."""
+
+    def __init__(self, path: Path, owner: dict):
+        self.path = path
+        self.owner = owner
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start_heartbeat(self, interval_s: float = HEARTBEAT_S) -> None:
+        def beat() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    os.utime(self.path)
+                except FileNotFoundError:
+                    return
+
+        self._thread = threading.Thread(target=beat, name="curate-heartbeat", daemon=True)
+        self._thread.start()
+
+    def still_ours(self) -> bool:
+        current = read_json(self.path)
+        return bool(current) and current.get("token") == self.owner["token"]
+
+    def release(self) -> None:
+        self._stop.set()
+        if self.still_ours():
+            self.path.unlink(missing_ok=True)
+
+
+def try_claim(path: Path, job_alive: JobAliveCheck | None = None) -> tuple[Claim | None, dict | None]:
+    """Take the claim. Returns (claim, None) or (None, owner of the live claim that blocks us)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owner = current_owner()
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            info = read_claim(path)
+            if info is None:
+                continue  # released between our open and our read
+            if info.stale_reason(job_alive) is None:
+                return None, info.owner
+            # Rename is atomic: only one breaker gets the stale file, the other sees it gone.
+            broken = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
+            try:
+                os.rename(path, broken)
+            except FileNotFoundError:
+                continue
+            if (read_json(broken) or {}) != info.owner:
+                # Another breaker replaced the stale claim with a live one before our rename:
+                # put theirs back (link fails rather than overwrite if the name is taken).
+                try:
+                    os.link(broken, path)
+                except FileExistsError:
+                    pass
+            broken.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump(owner, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return Claim(path, owner), None
+    info = read_claim(path)
+    return None, info.owner if info else {}
+
+
+def write_done(run: RunDir, stage: str, index: int, record: dict) -> None:
+    atomic_write_json(run.marker(stage, index, "done"), record)
+    run.marker(stage, index, "failed").unlink(missing_ok=True)
+
+
+def write_failed(run: RunDir, stage: str, index: int, record: dict) -> None:
+    path = run.marker(stage, index, "failed")
+    previous = read_json(path) or {}
+    # Keep every attempt's failure: a retry must not erase why the last one died.
+    record["attempts"] = previous.get("attempts", []) + [
+        {k: record.get(k) for k in ("error", "owner", "finished")}]
+    atomic_write_json(path, record)

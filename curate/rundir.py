@@ -1,0 +1,122 @@
+"""The run directory is the database: every path a run uses, in one place."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CurateError
+
+INDEX_WIDTH = 5
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:0{INDEX_WIDTH}d}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp name in the same directory, fsync, rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_write_parquet(path: Path, frame: Any) -> None:
+    """Same guarantee as atomic_write_bytes for a polars DataFrame."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        frame.write_parquet(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:
+        # A marker cut short by a crash on a filesystem without atomic rename semantics.
+        return None
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path) -> "RunDir":
+        return cls(Path(path).expanduser().resolve())
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def run_yaml(self) -> Path:
+        return self.root / "run.yaml"
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def manifest_info(self) -> Path:
+        return self.manifests / "_manifest.json"
+
+    def manifest_part(self, index: int) -> Path:
+        return self.manifests / f"{part_name(index)}.parquet"
+
+    def stage_part(self, stage: str, index: int) -> Path:
+        return self.root / "stages" / stage / f"{part_name(index)}.parquet"
+
+    def marker_dir(self, stage: str) -> Path:
+        return self.root / "markers" / stage
+
+    def marker(self, stage: str, index: int, kind: str) -> Path:
+        return self.marker_dir(stage) / f"{index:0{INDEX_WIDTH}d}.{kind}"
+
+    def log_dir(self, stage: str) -> Path:
+        return self.root / "logs" / stage
+
+    def media_dir(self, index: int) -> Path:
+        """Where fetch extracts archive members for one index."""
+        return self.root / "media" / part_name(index)
+
+    def clips_dir(self, index: int) -> Path:
+        return self.root / "clips" / part_name(index)
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / "metadata"
+
+    # -- state ----------------------------------------------------------------------------
+    def require(self) -> "RunDir":
+        if not self.run_yaml.is_file():
+            raise CurateError(f"{self.root} is not a curate run directory (no run.yaml); "
+                              "start one with `curate local` or `curate submit`")
+        return self
+
+    def num_parts(self) -> int:
+        info = read_json(self.manifest_info)
+        if info is None:
+            raise CurateError(f"{self.root} has no manifest yet; run `curate manifest` first")
+        return int(info["num_parts"])

@@ -1,0 +1,134 @@
+"""The task contract: the only thing a compute node ever runs.
+
+    1. done with the same stage fingerprint -> return at once
+    2. take the claim (a live claim by someone else -> return without work)
+    3. read the upstream part, run the stage, write the part atomically
+    4. write .done (timing, counts) or .failed (error, traceback tail)
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from . import markers
+from .errors import CurateError, UpstreamNotDone
+from .plan import Plan, load_plan
+from .rundir import RunDir, atomic_write_parquet, read_json
+
+
+class Outcome(str, enum.Enum):
+    DONE = "done"
+    ALREADY_DONE = "already-done"
+    BUSY = "claimed-by-other"
+
+
+class TaskInterrupted(BaseException):
+    """A signal (Ctrl-C, scancel, time limit, preemption) arrived; stop without a marker."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def signals_raise(signums=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)):
+    def handler(signum, _frame):
+        raise TaskInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def is_done(run: RunDir, stage: str, index: int, fingerprint: str) -> bool:
+    record = read_json(run.marker(stage, index, "done"))
+    return bool(record) and record.get("fingerprint") == fingerprint and run.stage_part(stage, index).is_file()
+
+
+def read_input(run: RunDir, plan: Plan, stage: str, index: int):
+    import polars as pl
+
+    upstream = plan.upstream_of(stage)
+    if upstream is None:
+        return pl.read_parquet(run.manifest_part(index))
+    if not is_done(run, upstream, index, plan.fingerprints[upstream]):
+        raise UpstreamNotDone(f"stage {upstream} is not done for index {index} with the current config; "
+                              f"run it first (`curate run --stage {upstream} --index {index}`)")
+    return pl.read_parquet(run.stage_part(upstream, index))
+
+
+def status_counts(frame) -> dict[str, int]:
+    if "status" not in frame.columns:
+        return {}
+    return {row["status"]: row["len"] for row in frame.group_by("status").len().to_dicts()}
+
+
+def run_task(run: RunDir, stage: str, index: int, plan_path: Path | None = None,
+             job_alive: markers.JobAliveCheck | None = None,
+             log: Callable[[str], None] = print) -> Outcome:
+    plan = load_plan(run, plan_path)
+    plan.check_stage(stage)
+    plan.check_index(index)
+    fingerprint = plan.fingerprints[stage]
+    if is_done(run, stage, index, fingerprint):
+        log(f"{stage}[{index}] is already done")
+        return Outcome.ALREADY_DONE
+
+    claim, holder = markers.try_claim(run.marker(stage, index, "claim"), job_alive)
+    if claim is None:
+        log(f"{stage}[{index}] is being run by {holder.get('job_id') or 'pid ' + str(holder.get('pid'))} "
+            f"on {holder.get('host')}; leaving it alone")
+        return Outcome.BUSY
+
+    from stages import STAGES
+    from stages.base import TaskContext
+
+    started = time.time()
+    ctx = TaskContext(run=run, plan=plan, stage=stage, index=index, log=log)
+    try:
+        with signals_raise():
+            claim.start_heartbeat()
+            # Someone may have finished it between our done check and our claim.
+            if is_done(run, stage, index, fingerprint):
+                return Outcome.ALREADY_DONE
+            impl = STAGES[stage].load()(ctx)
+            impl.check()
+            rows_in = read_input(run, plan, stage, index)
+            rows_out = impl.run(rows_in)
+            if not claim.still_ours():
+                raise CurateError(f"{stage}[{index}]: our claim was broken by another task while we worked; "
+                                  "its result wins and ours is discarded (is CURATE_CLAIM_TTL_S too short?)")
+            atomic_write_parquet(run.stage_part(stage, index), rows_out)
+            finished = time.time()
+            markers.write_done(run, stage, index, {
+                "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
+                "started": started, "finished": finished, "seconds": round(finished - started, 3),
+                "rows_in": rows_in.height, "rows_out": rows_out.height,
+                "status_counts": status_counts(rows_out), **ctx.stats,
+            })
+            log(f"{stage}[{index}] done in {finished - started:.1f} s: {rows_in.height} rows in, "
+                f"{rows_out.height} out {status_counts(rows_out)}")
+            return Outcome.DONE
+    except TaskInterrupted:
+        log(f"{stage}[{index}] interrupted; claim released, nothing written")
+        raise
+    except UpstreamNotDone:
+        raise
+    except BaseException as exc:
+        markers.write_failed(run, stage, index, {
+            "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
+            "finished": time.time(), "error": f"{type(exc).__name__}: {exc}".strip(),
+            "traceback": "".join(traceback.format_exception(exc)[-12:]),
+        })
+        raise
+    finally:
+        claim.release()

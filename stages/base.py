@@ -1,0 +1,46 @@
+"""The one shape every stage has: built with its task context, checked, then `run` on a table.
+
+A stage gets the previous stage's rows for its index and returns its own. Rows it does not
+work on (status other than "ok") pass through unchanged, so every input video stays accounted
+for until the final table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from curate.plan import Plan
+    from curate.rundir import RunDir
+
+
+@dataclass
+class TaskContext:
+    run: "RunDir"
+    plan: "Plan"
+    stage: str
+    index: int
+    log: Callable[[str], None] = print
+    # Filled in by stages, reported in the .done marker.
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def section(self) -> Any:
+        return self.plan.config.stage_section(self.stage)
+
+
+class Stage:
+    name = ""
+
+    def __init__(self, ctx: TaskContext):
+        self.ctx = ctx
+        self.cfg = ctx.section
+
+    def check(self) -> None:
+        """Systemic preconditions (tools, weights); raise CurateError before any work starts."""
+
+    def run(self, rows: "pl.DataFrame") -> "pl.DataFrame":
+        raise NotImplementedError

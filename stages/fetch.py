@@ -1,0 +1,87 @@
+"""fetch: turn the manifest units of one index into local video files, probed.
+
+A local file is used in place. An archive shard is extracted safely into the run directory.
+Every unit and every archive member ends as a row with a status and a reason.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from curate.manifest import stable_id
+
+from .archive import CappedWriter, iter_members
+from .base import Stage
+from .probe import probe, require_ffmpeg
+from .schema import VIDEO_SCHEMA, frame
+
+
+class FetchStage(Stage):
+    name = "fetch"
+
+    def check(self) -> None:
+        require_ffmpeg()
+
+    def run(self, rows):
+        extensions = tuple(self.ctx.plan.config.input.extensions)
+        out: list[dict] = []
+        for unit in rows.iter_rows(named=True):
+            if unit["kind"] == "archive":
+                out += self._archive(unit, extensions)
+            else:
+                out.append(self._probed({"video_id": unit["video_id"], "source": unit["source"],
+                                         "relpath": unit["relpath"], "path": unit["source"]}))
+        self.ctx.stats["videos_ok"] = sum(r["status"] == "ok" for r in out)
+        return frame(out, VIDEO_SCHEMA)
+
+    @staticmethod
+    def _probed(row: dict) -> dict:
+        path = Path(row["path"])
+        try:
+            row["bytes"] = path.stat().st_size
+        except OSError:
+            pass
+        facts, reason = probe(path)
+        row.update(facts)
+        row["status"], row["reason"] = ("failed", reason) if reason else ("ok", None)
+        return row
+
+    def _archive(self, unit: dict, extensions: tuple[str, ...]) -> list[dict]:
+        dest = self.ctx.run.media_dir(self.ctx.index)
+        dest.mkdir(parents=True, exist_ok=True)
+        writer = CappedWriter(self.cfg.max_archive_bytes)
+        rows: list[dict] = []
+        try:
+            for count, member in enumerate(iter_members(Path(unit["source"]))):
+                base = {"video_id": stable_id(unit["video_id"], member.name),
+                        "source": f"{unit['source']}::{member.name}",
+                        "relpath": f"{unit['relpath']}::{member.name}", "bytes": member.size}
+                if count >= self.cfg.max_archive_members:
+                    rows.append({**base, "status": "rejected",
+                                 "reason": f"archive has more than fetch.max_archive_members="
+                                           f"{self.cfg.max_archive_members} members; the rest were not read"})
+                    break
+                suffix = PurePosixPath(member.name).suffix.lower()
+                if member.refused:
+                    rows.append({**base, "status": "rejected", "reason": member.refused})
+                elif suffix not in extensions:
+                    rows.append({**base, "status": "skipped", "reason": f"not a video (extension {suffix or 'none'})"})
+                else:
+                    target = dest / f"{base['video_id']}{suffix}"
+                    try:
+                        with member.open() as src:
+                            writer.copy(src, target)
+                    except OverflowError as exc:
+                        rows.append({**base, "status": "rejected", "reason": str(exc)})
+                        continue
+                    rows.append(self._probed({**base, "path": str(target)}))
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+            rows.append({"video_id": unit["video_id"], "source": unit["source"], "relpath": unit["relpath"],
+                         "bytes": unit["bytes"], "status": "failed",
+                         "reason": f"archive unreadable after {len(rows)} members: {type(exc).__name__}: {exc}"})
+        if not rows:
+            rows.append({"video_id": unit["video_id"], "source": unit["source"], "relpath": unit["relpath"],
+                         "bytes": unit["bytes"], "status": "skipped", "reason": "empty archive"})
+        return rows

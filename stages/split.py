@@ -1,0 +1,123 @@
+"""split: shot boundaries -> clips of [min_s, max_s] seconds.
+
+PySceneDetect's AdaptiveDetector finds the shots. A shot longer than max_s is cut into equal
+windows (each at most max_s); a shot shorter than min_s becomes a `dropped` row with its
+reason, so every second of every video is accounted for in the table.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+from .base import Stage
+from .probe import require_ffmpeg
+from .schema import CLIP_SCHEMA, VIDEO_SCHEMA, frame
+
+
+def windows(start: int, end: int, fps: float, min_s: float, max_s: float) -> list[tuple[int, int, str | None]]:
+    """Split the frame range [start, end) of one shot into (start, end, drop_reason) pieces."""
+    length = end - start
+    seconds = length / fps
+    if seconds < min_s:
+        return [(start, end, f"shot of {seconds:.2f} s is shorter than split.min_s={min_s:g}")]
+    if seconds <= max_s:
+        return [(start, end, None)]
+    count = math.ceil(seconds / max_s - 1e-9)
+    if length / count / fps >= min_s:
+        edges = [start + round(i * length / count) for i in range(count + 1)]
+        return [(a, b, None) for a, b in zip(edges, edges[1:])]
+    # Equal windows would fall below min_s (min_s > max_s / 2): full windows, short rest dropped.
+    step = int(max_s * fps)
+    pieces = []
+    for a in range(start, end, step):
+        b = min(a + step, end)
+        short = (b - a) / fps < min_s
+        pieces.append((a, b, f"remainder of {(b - a) / fps:.2f} s after windowing is shorter than "
+                             f"split.min_s={min_s:g}" if short else None))
+    return pieces
+
+
+def detect_shots(path: str, cfg) -> tuple[list[tuple[int, int]], float]:
+    """Shot frame ranges [start, end) over the whole video, and the decoder's frame rate."""
+    from scenedetect import AdaptiveDetector, SceneManager, open_video
+
+    video = open_video(path, backend=cfg.backend)
+    manager = SceneManager()
+    manager.add_detector(AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_scene_len))
+    if cfg.downscale:
+        manager.auto_downscale = False
+        manager.downscale = cfg.downscale
+    decoded = manager.detect_scenes(video)
+    if decoded == 0:
+        raise ValueError("no frame could be decoded")
+    scenes = manager.get_scene_list(start_in_scene=True)
+    return [(s.frame_num, e.frame_num) for s, e in scenes], float(video.frame_rate)
+
+
+def cut_clip(src: str, dest: Path, start_s: float, duration_s: float, mode: str, crf: int) -> None:
+    tmp = dest.with_name(f".{dest.name}.tmp.mp4")
+    codec = ["-c", "copy"] if mode == "copy" else [
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", "-an"]
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-ss", f"{start_s:.4f}", "-i", src,
+           "-t", f"{duration_s:.4f}", *codec, str(tmp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError((proc.stderr.strip().splitlines() or ["ffmpeg failed"])[-1])
+    tmp.replace(dest)
+
+
+class SplitStage(Stage):
+    name = "split"
+
+    def check(self) -> None:
+        if self.cfg.cut:
+            require_ffmpeg()
+
+    def run(self, rows):
+        out: list[dict] = []
+        videos = list(rows.iter_rows(named=True))
+        for n, video in enumerate(videos, 1):
+            if video["status"] != "ok":
+                out.append(video)
+                continue
+            self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
+            out += self._clips(video)
+        clips = [r for r in out if r.get("clip_id")]
+        self.ctx.stats["clips_ok"] = sum(r["status"] == "ok" for r in clips)
+        self.ctx.stats["clip_seconds"] = round(sum(r["clip_duration_s"] for r in clips if r["status"] == "ok"), 3)
+        return frame(out, CLIP_SCHEMA)
+
+    def _clips(self, video: dict) -> list[dict]:
+        base = {k: video.get(k) for k in VIDEO_SCHEMA}
+        try:
+            shots, fps = detect_shots(video["path"], self.cfg)
+        except Exception as exc:  # a broken file must not kill the task
+            return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}]
+        fps = fps or video["fps"]
+        rows = []
+        for shot_start, shot_end in shots:
+            for i, (a, b, drop) in enumerate(windows(shot_start, shot_end, fps, self.cfg.min_s, self.cfg.max_s)):
+                boundary = "window" if i else ("start" if a == 0 else "shot")
+                clip_id = f"{video['video_id']}-{a:06d}"
+                row = {**base, "clip_id": clip_id, "start_frame": a, "end_frame": b,
+                       "start_s": round(a / fps, 4), "end_s": round(b / fps, 4),
+                       "clip_duration_s": round((b - a) / fps, 4), "boundary": boundary,
+                       "fps": fps, "status": "dropped" if drop else "ok", "reason": drop}
+                if self.cfg.cut and not drop:
+                    row.update(self._cut(video["path"], row))
+                rows.append(row)
+        if not rows:
+            return [{**base, "status": "failed", "reason": "no frames decoded"}]
+        return rows
+
+    def _cut(self, src: str, row: dict) -> dict:
+        dest = self.ctx.run.clips_dir(self.ctx.index) / f"{row['clip_id']}.mp4"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cut_clip(src, dest, row["start_s"], row["clip_duration_s"], self.cfg.cut_mode, self.cfg.crf)
+        except Exception as exc:
+            return {"status": "failed", "reason": f"cutting the clip failed: {exc}"}
+        return {"clip_path": str(dest)}
