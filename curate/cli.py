@@ -36,7 +36,11 @@ def _prepare(workdir: Path, config: Optional[Path], input_dir: Optional[Path], r
     from .plan import load_plan, write_plan
     from .rundir import RunDir
 
-    cfg = load_config(config)
+    run = RunDir.at(workdir)
+    if config is None and input_dir is None and run.run_yaml.is_file():
+        cfg = load_plan(run).config  # `curate local -w W` alone resumes the run as it was set up
+    else:
+        cfg = load_config(config)
     if input_dir is not None:
         cfg.input.shards, cfg.input.shards_file = [], None
         cfg.input.dir = str(input_dir.expanduser().resolve())
@@ -46,7 +50,6 @@ def _prepare(workdir: Path, config: Optional[Path], input_dir: Optional[Path], r
         cfg.input.part_size = part_size
     if not cfg.input.has_source():
         raise CurateError("no input given: pass --input-dir DIR or set input.dir / input.shards in the config")
-    run = RunDir.at(workdir)
     run.root.mkdir(parents=True, exist_ok=True)
     info = write_manifest(run, cfg.input, rebuild=rebuild)
     write_plan(run.run_yaml, cfg, info)

@@ -55,7 +55,7 @@ def _zip_members(path: Path) -> Iterator[Member]:
             reason = unsafe_name_reason(info.filename)
             if reason is None and stat.S_ISLNK(mode):
                 reason = "link in archive"
-            elif reason is None and mode and not stat.S_ISREG(mode):
+            elif reason is None and stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: no type recorded
                 reason = "device, fifo or other special file in archive"
             yield Member(info.filename, info.file_size, reason,
                          None if reason else (lambda info=info: zf.open(info)))

@@ -28,6 +28,7 @@ VIDEO_SCHEMA = {
 
 CLIP_SCHEMA = {
     **VIDEO_SCHEMA,
+    "decoded_frames": pl.Int64,  # frames the splitter decoded (< num_frames: truncated/corrupt)
     "clip_id": pl.Utf8,
     "start_frame": pl.Int64,
     "end_frame": pl.Int64,    # exclusive

@@ -39,8 +39,8 @@ def windows(start: int, end: int, fps: float, min_s: float, max_s: float) -> lis
     return pieces
 
 
-def detect_shots(path: str, cfg) -> tuple[list[tuple[int, int]], float]:
-    """Shot frame ranges [start, end) over the whole video, and the decoder's frame rate."""
+def detect_shots(path: str, cfg) -> tuple[list[tuple[int, int]], float, int]:
+    """Shot frame ranges [start, end) over the whole video, the decoder's frame rate, frames decoded."""
     from scenedetect import AdaptiveDetector, SceneManager, open_video
 
     video = open_video(path, backend=cfg.backend)
@@ -53,7 +53,7 @@ def detect_shots(path: str, cfg) -> tuple[list[tuple[int, int]], float]:
     if decoded == 0:
         raise ValueError("no frame could be decoded")
     scenes = manager.get_scene_list(start_in_scene=True)
-    return [(s.frame_num, e.frame_num) for s, e in scenes], float(video.frame_rate)
+    return [(s.frame_num, e.frame_num) for s, e in scenes], float(video.frame_rate), decoded
 
 
 def cut_clip(src: str, dest: Path, start_s: float, duration_s: float, mode: str, crf: int) -> None:
@@ -93,10 +93,13 @@ class SplitStage(Stage):
     def _clips(self, video: dict) -> list[dict]:
         base = {k: video.get(k) for k in VIDEO_SCHEMA}
         try:
-            shots, fps = detect_shots(video["path"], self.cfg)
+            shots, fps, decoded = detect_shots(video["path"], self.cfg)
         except Exception as exc:  # a broken file must not kill the task
             return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}]
         fps = fps or video["fps"]
+        # A truncated or corrupt file decodes fewer frames than its header promises: keep the clips
+        # we got and record how far decoding went.
+        base["decoded_frames"] = decoded
         rows = []
         for shot_start, shot_end in shots:
             for i, (a, b, drop) in enumerate(windows(shot_start, shot_end, fps, self.cfg.min_s, self.cfg.max_s)):

@@ -1,0 +1,55 @@
+"""Every bad or unusual input ends as a row with a reason; the tasks themselves succeed."""
+
+import json
+
+import polars as pl
+
+from conftest import curate
+
+
+def test_every_bad_input_is_a_row_with_a_reason(bad_media, workdir):
+    proc = curate("local", "-w", workdir, "-i", bad_media, "--parts", "3", "--no-progress", "--json")
+    doc = json.loads(proc.stdout)
+    assert doc["failed"] == {}
+    table = pl.read_parquet(workdir / "metadata" / "clips.parquet")
+    videos = {}
+    for row in table.iter_rows(named=True):
+        videos.setdefault(row["relpath"], []).append(row)
+    assert set(videos) == {"zero.mp4", "truncated.mp4", "notes.mp4", "audio_only.mp4", "odd_161x121.mp4",
+                           "portrait.mp4", "rotated.mp4", "good.mp4", "truncated_faststart.mp4"}
+
+    def failure(name):
+        (row,) = videos[name]
+        assert row["status"] == "failed" and row["clip_id"] is None
+        return row["reason"]
+
+    assert failure("zero.mp4") == "empty file (0 bytes)"
+    assert failure("notes.mp4").startswith("not a readable media file: Invalid data")
+    assert failure("audio_only.mp4") == "no video stream (audio only)"
+    assert failure("truncated.mp4").startswith("not a readable media file")
+    # Index up front, data cut in half: the clips of the decodable half are kept, and the row says
+    # how far decoding got.
+    half = videos["truncated_faststart.mp4"]
+    assert {r["status"] for r in half} == {"ok"}
+    assert all(r["decoded_frames"] < r["num_frames"] == 250 for r in half)
+    assert max(r["end_frame"] for r in half) == half[0]["decoded_frames"]
+
+    odd = [r for r in videos["odd_161x121.mp4"] if r["status"] == "ok"]
+    assert odd and odd[0]["width"] == 161 and odd[0]["height"] == 121
+    portrait = [r for r in videos["portrait.mp4"] if r["status"] == "ok"]
+    assert portrait and (portrait[0]["width"], portrait[0]["height"]) == (144, 176)
+    rotated = [r for r in videos["rotated.mp4"] if r["status"] == "ok"]
+    assert rotated and rotated[0]["rotation"] in (90, 270)
+    assert (rotated[0]["width"], rotated[0]["height"]) == (144, 176)  # as displayed
+    assert len([r for r in videos["good.mp4"] if r["status"] == "ok"]) == 6
+
+    status = json.loads(curate("status", "-w", workdir, "--json").stdout)
+    for stage in ("fetch", "split"):
+        assert status["stages"][stage]["done"] == [0, 1, 2]
+        assert status["stages"][stage]["failed"] == {}
+
+
+def test_empty_input_dir_is_a_clear_error(tmp_path, workdir):
+    (tmp_path / "empty").mkdir()
+    proc = curate("local", "-w", workdir, "-i", tmp_path / "empty", check=False)
+    assert proc.returncode == 2 and "no videos" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,78 @@
+import csv
+import json
+import subprocess
+
+import polars as pl
+import pytest
+
+from conftest import DATA, SAMPLES, curate, write_config
+from stages.split import windows
+
+
+def test_short_shot_dropped_with_reason():
+    assert windows(0, 20, 25.0, 1.0, 10.0) == [(0, 20, "shot of 0.80 s is shorter than split.min_s=1")]
+
+
+def test_shot_within_range_kept_whole():
+    assert windows(10, 60, 25.0, 1.0, 10.0) == [(10, 60, None)]
+
+
+def test_long_shot_cut_into_equal_windows():
+    pieces = windows(0, 625, 25.0, 1.0, 10.0)  # 25 s -> 3 windows of 8.33 s
+    assert [p[2] for p in pieces] == [None] * 3
+    assert pieces[0][0] == 0 and pieces[-1][1] == 625
+    assert all(a2 == b1 for (_, b1, _), (a2, _, _) in zip(pieces, pieces[1:]))
+    assert all((b - a) / 25 <= 10.0 for a, b, _ in pieces)
+
+
+def test_long_shot_when_equal_windows_would_be_too_short():
+    # 10.48 s with min_s 8: two equal windows of 5.24 s would be too short, so one full 10 s
+    # window is kept and the 0.48 s rest is dropped with its reason
+    pieces = windows(0, 262, 25.0, 8.0, 10.0)
+    assert [(a, b) for a, b, _ in pieces] == [(0, 250), (250, 262)]
+    assert pieces[0][2] is None and pieces[1][2].startswith("remainder of 0.48 s")
+
+
+def _truth(name):
+    with open(DATA / f"{name}.cuts.csv") as fh:
+        return [int(r["frame"]) for r in csv.DictReader(fh)]
+
+
+def _prf(found, truth, tol=2):
+    hits = sum(any(abs(f - t) <= tol for f in found) for t in truth)
+    true_found = sum(any(abs(f - t) <= tol for t in truth) for f in found)
+    precision = true_found / len(found) if found else 1.0
+    recall = hits / len(truth)
+    return precision, recall
+
+
+@pytest.mark.parametrize("name", ["cuts_6shots", "bikes"])
+def test_cuts_found_on_real_video(tmp_path, workdir, name):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / f"{name}.mp4").write_bytes((SAMPLES / f"{name}.mp4").read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", "split:\n  min_s: 0.5\n")
+    curate("local", "-w", workdir, "-i", inp, "-c", cfg, "--no-progress")
+    table = pl.read_parquet(workdir / "metadata" / "clips.parquet")
+    found = table.filter(pl.col("boundary") == "shot")["start_frame"].to_list()
+    precision, recall = _prf(found, _truth(name))
+    assert recall >= 0.9 and precision >= 0.9, (found, _truth(name))
+
+
+def test_cut_writes_clip_files_of_the_right_length(tmp_path, workdir):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "cuts.mp4").write_bytes((SAMPLES / "cuts_6shots.mp4").read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", "split:\n  cut: true\n  max_s: 2.0\n")
+    curate("local", "-w", workdir, "-i", inp, "-c", cfg, "--no-progress")
+    table = pl.read_parquet(workdir / "metadata" / "clips.parquet").filter(pl.col("status") == "ok")
+    assert table.height >= 6
+    for row in table.iter_rows(named=True):
+        assert row["clip_duration_s"] <= 2.0
+        out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                              "-show_entries", "stream=nb_read_frames,width,height", "-of", "json", row["clip_path"]],
+                             capture_output=True, text=True, check=True)
+        stream = json.loads(out.stdout)["streams"][0]
+        assert abs(int(stream["nb_read_frames"]) - (row["end_frame"] - row["start_frame"])) <= 1
+        assert (stream["width"], stream["height"]) == (640, 360)
+    assert {r for r in table["boundary"]} == {"start", "shot", "window"}
