@@ -25,7 +25,7 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON object for scripts 
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _prepare(workdir: Path, config: Optional[Path], input_dir: Optional[Path], rebuild: bool,

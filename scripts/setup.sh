@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian/Ubuntu machine: ffmpeg, a virtualenv in .venv, curate and
+# its test dependencies. `--torch` first installs torch==2.13.0 (the CPU build where the machine
+# provides it) so that no multi-GB CUDA build is pulled by a later model extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+with_torch=0
+for arg in "$@"; do
+  case "$arg" in
+    --torch) with_torch=1 ;;
+    *) echo "usage: scripts/setup.sh [--torch]" >&2; exit 2 ;;
+  esac
+done
+
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  echo "== installing ffmpeg"
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+pip_q() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+if [ "$with_torch" = 1 ] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "== installing torch==2.13.0"
+  pip_q torch==2.13.0
+fi
+echo "== installing curate into .venv"
+pip_q -e ".[test]"
+.venv/bin/python -c "import curate, stages.split" || { echo "installation failed" >&2; exit 1; }
