@@ -24,7 +24,14 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   python3 -m venv .venv
 fi
-pip_q() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+pip_q() {
+  # Quiet on success; on failure show pip's own words.
+  if ! .venv/bin/pip install -q --disable-pip-version-check "$@" >.venv/pip.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/pip.log | tail -30 >&2
+    echo "pip install $* failed (full log: .venv/pip.log)" >&2
+    exit 1
+  fi
+}
 if [ "$with_torch" = 1 ] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "== installing torch==2.13.0"
   pip_q torch==2.13.0
