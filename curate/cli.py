@@ -28,7 +28,7 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _prepare(workdir: Path, config: Optional[Path], input_dir: Optional[Path], rebuild: bool,
+def _prepare(workdir: Optional[Path], config: Optional[Path], input_dir: Optional[Path], rebuild: bool,
              parts: Optional[int] = None, part_size: Optional[str] = None):
     """Load + validate config, build (or reuse) the manifest, freeze run.yaml. No stage work."""
     from .config import load_config
@@ -36,11 +36,15 @@ def _prepare(workdir: Path, config: Optional[Path], input_dir: Optional[Path], r
     from .plan import load_plan, write_plan
     from .rundir import RunDir
 
+    cfg = load_config(config) if config is not None else None
+    if workdir is None:
+        if cfg is None or not cfg.workdir:
+            raise CurateError("no run directory: pass --workdir DIR or set `workdir:` in the config")
+        workdir = Path(cfg.workdir)
     run = RunDir.at(workdir)
-    if config is None and input_dir is None and run.run_yaml.is_file():
-        cfg = load_plan(run).config  # `curate local -w W` alone resumes the run as it was set up
-    else:
-        cfg = load_config(config)
+    if cfg is None:
+        # `curate local -w W` alone resumes the run as it was set up
+        cfg = load_plan(run).config if input_dir is None and run.run_yaml.is_file() else load_config(None)
     if input_dir is not None:
         cfg.input.shards, cfg.input.shards_file = [], None
         cfg.input.dir = str(input_dir.expanduser().resolve())
@@ -50,6 +54,7 @@ def _prepare(workdir: Path, config: Optional[Path], input_dir: Optional[Path], r
         cfg.input.part_size = part_size
     if not cfg.input.has_source():
         raise CurateError("no input given: pass --input-dir DIR or set input.dir / input.shards in the config")
+    cfg.workdir = str(run.root)
     run.root.mkdir(parents=True, exist_ok=True)
     info = write_manifest(run, cfg.input, rebuild=rebuild)
     write_plan(run.run_yaml, cfg, info)
@@ -88,6 +93,7 @@ def run(
 ):
     """Run one task: one stage for one index. Idempotent; what compute nodes execute."""
     from .rundir import RunDir
+    from .slurm_state import slurm_job_alive
     from .task import TaskInterrupted, run_task
 
     if index is None:
@@ -96,7 +102,8 @@ def run(
             raise CurateError("no --index given and SLURM_ARRAY_TASK_ID is not set")
         index = int(env)
     try:
-        run_task(RunDir.at(workdir), stage, index, plan, log=lambda m: print(m, flush=True))
+        run_task(RunDir.at(workdir), stage, index, plan, job_alive=slurm_job_alive,
+                 log=lambda m: print(m, flush=True))
     except TaskInterrupted as exc:
         print(f"{stage}[{index}] stopped by {exc}", file=sys.stderr)
         raise typer.Exit(128 + exc.signum) from None
@@ -190,40 +197,186 @@ def _print_summary(doc: dict) -> None:
                   f"({doc.get('clip_hours', 0) * 60:.1f} min); by status {doc.get('by_status', {})}")
 
 
-@app.command()
-def status(
-    workdir: Path = WorkdirOpt,
-    as_json: bool = JsonOpt,
-):
-    """Per stage: done / running / pending / failed / blocked / not started, with failure reasons."""
-    from .plan import load_plan
-    from .rundir import RunDir
-    from .status import STATES, status_document
+def _scheduler_view(run_dir):
+    from .slurm_state import SlurmView
 
-    run_dir = RunDir.at(workdir)
-    doc = status_document(run_dir, load_plan(run_dir))
-    if as_json:
-        print(json.dumps(doc))
-        return
+    view = SlurmView(run_dir)
+    return view if view.has_jobs else None
+
+
+def _status_table(doc: dict):
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
+
+    from .status import STATES
 
     table = Table(title=f"{doc['workdir']} ({doc['num_parts']} indices)")
     table.add_column("stage")
     for state in STATES:
         table.add_column(state.replace("_", " "), justify="right")
-    table.add_column("mean task", justify="right")
+    table.add_column("tasks/h", justify="right")
     table.add_column("ETA", justify="right")
+    lines = []
     for stage, s in doc["stages"].items():
         cells = [str(len(s[state])) for state in STATES]
-        table.add_row(stage, *cells, f"{s['mean_task_s']:.1f} s" if s["mean_task_s"] is not None else "-",
-                      f"{s['eta_s']} s" if s["eta_s"] else "-")
-    console = _console()
-    console.print(table)
-    for stage, s in doc["stages"].items():
+        eta = s["eta_s"]
+        table.add_row(stage, *cells, f"{s['tasks_per_hour']:.0f}" if s["tasks_per_hour"] else "-",
+                      f"{eta // 3600}h{eta % 3600 // 60:02d}m{eta % 60:02d}s" if eta else "-")
         for index, reason in s["failed"].items():
-            console.print(f"[red]{stage}[{index}][/] {reason}")
+            lines.append(Text.assemble((f"{stage}[{index}] ", "red"), reason))
+        if s["blocked"]:
+            lines.append(Text(f"{stage} blocked by a failed earlier stage: {compact_list(s['blocked'])}", "yellow"))
     if doc.get("note"):
-        console.print(f"[dim]{doc['note']}[/]")
+        lines.append(Text(doc["note"], "dim"))
+    return Group(table, *lines)
+
+
+def compact_list(indices: list[int]) -> str:
+    from .arrayspec import compact
+
+    return compact(indices)
+
+
+@app.command()
+def status(
+    workdir: Path = WorkdirOpt,
+    as_json: bool = JsonOpt,
+    watch: bool = typer.Option(False, "--watch", help="Refresh until nothing is running or pending (Ctrl-C stops)."),
+    interval: float = typer.Option(10.0, help="Seconds between refreshes with --watch."),
+):
+    """Per stage: done / running / pending / failed / blocked / not started, with failure reasons.
+
+    Reads the markers, plus one batched squeue and sacct call when the run was submitted to Slurm.
+    """
+    import time
+
+    from .plan import load_plan
+    from .rundir import RunDir
+    from .status import status_document
+
+    run_dir = RunDir.at(workdir)
+    plan = load_plan(run_dir)
+    view = _scheduler_view(run_dir)
+    doc = status_document(run_dir, plan, view)
+    if as_json and not watch:
+        print(json.dumps(doc))
+        return
+    console = _console()
+    if not watch:
+        console.print(_status_table(doc))
+        return
+    from rich.live import Live
+
+    def active(d):
+        return any(s["running"] or s["pending"] for s in d["stages"].values())
+
+    try:
+        with Live(_status_table(doc), console=console, refresh_per_second=1) as live:
+            while active(doc):
+                time.sleep(interval)
+                doc = status_document(run_dir, plan, view)
+                live.update(_status_table(doc))
+    except KeyboardInterrupt:
+        pass
+    if as_json:
+        print(json.dumps(doc))
+
+
+def _stage_list(plan, stage: str) -> list[str]:
+    if stage == "all":
+        return plan.stages
+    chosen = [s.strip() for s in stage.split(",") if s.strip()]
+    for s in chosen:
+        plan.check_stage(s)
+    return [s for s in plan.stages if s in chosen]
+
+
+def _report_submission(sub, as_json: bool, dry_run: bool) -> None:
+    doc = sub.to_json()
+    if as_json:
+        print(json.dumps(doc))
+        return
+    if dry_run:
+        return
+    console = _console()
+    for stage, chunks in sub.stages.items():
+        for chunk in chunks:
+            console.print(f"{stage:>8}: job {chunk.job_id} array {chunk.array} (indices {compact_list(chunk.indices)})")
+    console.print(f"submission {sub.id}; watch with `curate status --workdir ... --watch`")
+
+
+@app.command()
+def submit(
+    config: Optional[Path] = ConfigOpt,
+    workdir: Optional[Path] = typer.Option(None, "--workdir", "-w", envvar="CURATE_WORKDIR",
+                                           help="Run directory (default: `workdir:` in the config)."),
+    input_dir: Optional[Path] = typer.Option(None, "--input-dir", "-i", help="Directory of videos (recursive)."),
+    stage: str = typer.Option("all", "--stage", "-s", help="all, or stages like fetch,split."),
+    array: Optional[str] = typer.Option(None, "--array", "-a",
+                                        help="Indices, e.g. 0-999, 3,17,40-45, 0-999%50 (default: every index)."),
+    parts: Optional[int] = typer.Option(None, help="Number of parts when building the manifest."),
+    rebuild_manifest: bool = typer.Option(False, help="Replace a different existing manifest."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print every sbatch script and array spec; submit nothing."),
+    as_json: bool = JsonOpt,
+):
+    """Submit one Slurm array job per stage; index i of each stage waits for index i of the one before."""
+    from .arrayspec import parse_spec
+    from .executors.slurm import submit as slurm_submit
+
+    run_dir, plan, _ = _prepare(workdir, config, input_dir, rebuild_manifest, parts)
+    indices, throttle = parse_spec(array) if array else (list(range(plan.num_parts)), None)
+    sub = slurm_submit(run_dir, plan, _stage_list(plan, stage), indices, throttle, dry_run=dry_run)
+    _report_submission(sub, as_json, dry_run)
+
+
+@app.command()
+def rerun(
+    workdir: Path = WorkdirOpt,
+    stage: Optional[str] = typer.Option(None, "--stage", "-s", help="Start at this stage (default: where each failed)."),
+    failed: bool = typer.Option(False, "--failed", help="Every failed or blocked index."),
+    indices: Optional[str] = typer.Option(None, "--indices", help="Explicit indices, e.g. 3,17,40-45."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the sbatch scripts; submit nothing."),
+    as_json: bool = JsonOpt,
+):
+    """Resubmit just the failed (or given) indices, with their later stages chained; done work is never redone."""
+    from .arrayspec import parse_spec
+    from .executors.slurm import submit as slurm_submit
+    from .plan import load_plan
+    from .rundir import RunDir
+    from .status import status_document
+
+    if failed == (indices is not None):
+        raise CurateError("give exactly one of --failed or --indices")
+    run_dir = RunDir.at(workdir)
+    plan = load_plan(run_dir)
+    doc = status_document(run_dir, plan, _scheduler_view(run_dir))
+    stages = plan.stages
+    if stage is not None:
+        plan.check_stage(stage)
+        stages = stages[stages.index(stage):]
+    if indices is not None:
+        chosen, _ = parse_spec(indices)
+    else:
+        chosen = sorted({int(i) for s in stages for i in doc["stages"][s]["failed"]}
+                        | {i for s in stages for i in doc["stages"][s]["blocked"]})
+        if not chosen:
+            _console(stderr=True).print("nothing failed: no index to rerun")
+            return
+    busy = sorted({i for s in stages for i in doc["stages"][s]["running"] + doc["stages"][s]["pending"]} & set(chosen))
+    if busy:
+        _console(stderr=True).print(f"[yellow]left out, still queued or running[/]: {compact_list(busy)}")
+        chosen = [i for i in chosen if i not in busy]
+        if not chosen:
+            return
+    if stage is None:  # start at the first stage where any chosen index is not done
+        stages = [s for s in stages if set(chosen) - set(doc["stages"][s]["done"])]
+        stages = plan.stages[plan.stages.index(stages[0]):] if stages else []
+    if not stages:
+        _console(stderr=True).print("every chosen index is already done")
+        return
+    sub = slurm_submit(run_dir, plan, stages, chosen, dry_run=dry_run)
+    _report_submission(sub, as_json, dry_run)
 
 
 @app.command("export")

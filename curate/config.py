@@ -106,11 +106,65 @@ class LocalConfig(Section):
     workers: int = Field(default=2, ge=1)
 
 
+_SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
+_SLURM_MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
+
+
+class SlurmResources(Section):
+    """sbatch resources; None means 'not set here' so profiles and overrides can be layered."""
+
+    partition: str | None = None
+    cpus: int | None = Field(default=None, ge=1)
+    mem: str | None = None
+    gres: str | None = None
+    time: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    extra: list[str] | None = None
+    throttle: int | None = Field(default=None, ge=1)
+    signal_s: int | None = Field(default=None, ge=0)
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, v: str | None) -> str | None:
+        if v is not None and not _SLURM_TIME.match(str(v)):
+            raise ValueError("use a Slurm time: MM, MM:SS, HH:MM:SS or D-HH:MM:SS")
+        return v
+
+    @field_validator("mem", mode="before")
+    @classmethod
+    def _mem(cls, v):
+        if v is not None and not _SLURM_MEM.match(str(v)):
+            raise ValueError("use a Slurm memory size such as 4000M or 16G")
+        return None if v is None else str(v)
+
+
+class SlurmConfig(Section):
+    profile: str = "default"
+    python: str | None = None
+    setup: list[str] = Field(default_factory=list)
+    defaults: SlurmResources = Field(default_factory=SlurmResources)
+    stages: dict[str, SlurmResources] = Field(default_factory=dict)
+    max_array_size: int | None = Field(default=None, ge=1)
+
+
 class Config(Section):
     input: InputConfig = Field(default_factory=InputConfig)
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    workdir: str | None = None
+
+    @model_validator(mode="after")
+    def _known_slurm_stages(self) -> "Config":
+        from stages import STAGE_ORDER
+
+        unknown = sorted(set(self.slurm.stages) - set(STAGE_ORDER))
+        if unknown:
+            raise ValueError(f"slurm.stages: unknown stage {', '.join(unknown)}; stages are {', '.join(STAGE_ORDER)}")
+        return self
 
     def stage_section(self, stage: str) -> StageSection:
         return getattr(self, stage)

@@ -70,16 +70,24 @@ def index_state(run: RunDir, plan: Plan, stage: str, index: int, upstream_state:
         stale = claim.stale_reason(scheduler.job_alive if scheduler else None)
         if stale is None:
             return "running", None, None
+        known = scheduler.task_state(stage, index) if scheduler else None
+        if known and known[0] == "failed":
+            return "failed", f"{known[1]}; task died without a marker ({stale})", None
         return "failed", f"task died without a marker ({stale})", None
-    if scheduler is not None:
-        known = scheduler.task_state(stage, index)
-        if known is not None:
-            return known[0], known[1], None
+    known = scheduler.task_state(stage, index) if scheduler is not None else None
+    if known is not None and known[0] in ("running", "pending"):
+        # A queued retry outranks older failure records; but one waiting on a failed
+        # predecessor will never run: that is blocked.
+        if known[0] == "pending" and upstream_state in ("failed", "blocked"):
+            return "blocked", None, None
+        return known[0], known[1], None
+    if upstream_state in ("failed", "blocked"):
+        return "blocked", None, None
+    if known is not None:
+        return known[0], known[1], None
     failed = read_json(run.marker(stage, index, "failed"))
     if failed and failed.get("fingerprint") == fingerprint:
         return "failed", failed.get("error") or "failed", None
-    if upstream_state in ("failed", "blocked"):
-        return "blocked", None, None
     return "not_started", None, None
 
 

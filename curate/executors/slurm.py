@@ -1,0 +1,259 @@
+"""Slurm executor: one array job per stage, index i of stage k after index i of stage k-1.
+
+Only *where* tasks run is decided here: every array task runs `curate run` with plain
+arguments against the submission's own immutable plan. We write sbatch scripts ourselves
+(rather than through submitit) because an array here must carry gapped specs ("3,17,40-45"),
+an index offset when the array is split at MaxArraySize, and `aftercorr` dependencies between
+arrays; submitit's arrays are 0..N-1 batches of pickled callables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..arrayspec import compact
+from ..config import Config, SlurmResources
+from ..errors import CurateError
+from ..plan import Plan
+from ..rundir import RunDir, atomic_write_bytes, atomic_write_json, read_json
+
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "slurm"
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's own default
+
+
+@dataclass
+class Chunk:
+    """One sbatch array: task ids are index - offset, all below MaxArraySize."""
+
+    offset: int
+    task_ids: list[int]
+    job_id: str | None = None
+    script: str | None = None
+
+    @property
+    def indices(self) -> list[int]:
+        return [self.offset + t for t in self.task_ids]
+
+    @property
+    def array(self) -> str:
+        return compact(self.task_ids)
+
+
+def split_into_chunks(indices: list[int], max_array_size: int) -> list[Chunk]:
+    """Group indices by offset so every task id is < MaxArraySize; same split for every stage."""
+    chunks: dict[int, list[int]] = {}
+    for index in sorted(set(indices)):
+        offset = (index // max_array_size) * max_array_size
+        chunks.setdefault(offset, []).append(index - offset)
+    return [Chunk(offset, ids) for offset, ids in sorted(chunks.items())]
+
+
+# -- resources -----------------------------------------------------------------------------------
+def load_profile(name: str) -> dict:
+    import yaml
+
+    path = Path(name) if ("/" in name or name.endswith(".yaml")) else PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
+        raise CurateError(f"slurm.profile {name!r}: no file {path} (profiles in slurm/: {known})")
+    doc = yaml.safe_load(path.read_text()) or {}
+    unknown = set(doc) - {"defaults", "stages"}
+    if unknown:
+        raise CurateError(f"slurm profile {path}: unknown keys {', '.join(sorted(unknown))}; use defaults: and stages:")
+    try:
+        return {"defaults": SlurmResources.model_validate(doc.get("defaults") or {}),
+                "stages": {k: SlurmResources.model_validate(v or {}) for k, v in (doc.get("stages") or {}).items()}}
+    except Exception as exc:
+        raise CurateError(f"slurm profile {path}: {exc}") from None
+
+
+def resources_for(config: Config, stage: str) -> SlurmResources:
+    """profile defaults < profile stage < config defaults < config stage."""
+    profile = load_profile(config.slurm.profile)
+    merged: dict = {}
+    for layer in (profile["defaults"], profile["stages"].get(stage), config.slurm.defaults,
+                  config.slurm.stages.get(stage)):
+        if layer is not None:
+            merged.update({k: v for k, v in layer.model_dump().items() if v is not None})
+    return SlurmResources(**merged)
+
+
+# -- the script ----------------------------------------------------------------------------------
+def sbatch_lines(res: SlurmResources) -> list[str]:
+    lines = []
+    for flag, value in (("partition", res.partition), ("cpus-per-task", res.cpus), ("mem", res.mem),
+                        ("gres", res.gres), ("time", res.time), ("account", res.account), ("qos", res.qos),
+                        ("constraint", res.constraint)):
+        if value is not None:
+            lines.append(f"--{flag}={value}")
+    if res.signal_s:
+        lines.append(f"--signal=B:USR1@{res.signal_s}")
+    return lines + list(res.extra or [])
+
+
+def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, plan_path: Path,
+                  python: str, setup: list[str], dependency: str | None, submission: str) -> str:
+    """The complete sbatch script of one array: printable, testable, and what gets submitted."""
+    logs = run.log_dir(stage)
+    array = chunk.array + (f"%{res.throttle}" if res.throttle else "")
+    head = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=curate-{stage}",
+        f"#SBATCH --array={array}",
+        f"#SBATCH --output={logs}/%A_%a.out",
+        f"#SBATCH --error={logs}/%A_%a.err",
+        "#SBATCH --open-mode=append",  # a requeued attempt appends to, never overwrites, the last one's log
+        "#SBATCH --requeue",
+        "#SBATCH --kill-on-invalid-dep=yes",
+        *[f"#SBATCH {line}" for line in sbatch_lines(res)],
+    ]
+    if dependency:
+        head.append(f"#SBATCH --dependency=aftercorr:{dependency}")
+    run_cmd = " ".join(shlex.quote(p) for p in [python, "-m", "curate", "run", "--workdir", str(run.root),
+                                                  "--stage", stage, "--plan", str(plan_path)])
+    body = f"""
+# curate submission {submission}: stage {stage}, index = SLURM_ARRAY_TASK_ID + {chunk.offset}
+set -u
+CURATE_INDEX=$((SLURM_ARRAY_TASK_ID + {chunk.offset}))
+echo "=== curate {stage}[$CURATE_INDEX] job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} attempt $((${{SLURM_RESTART_COUNT:-0}} + 1)) on $(hostname) at $(date -Is)" | tee /dev/stderr
+{chr(10).join(setup)}
+# The task runs in the background so this shell can take USR1 (--signal=B:USR1@N) before the time
+# limit or on preemption: the task stops, releases its claim, and the array task is requeued.
+{run_cmd} --index "$CURATE_INDEX" &
+child=$!
+requeue() {{
+  echo "=== curate {stage}[$CURATE_INDEX]: time limit or preemption; stopping and requeueing" | tee /dev/stderr
+  kill -USR1 "$child" 2>/dev/null
+  wait "$child"
+  scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+  exit 0
+}}
+trap requeue USR1
+trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM
+wait "$child"
+exit $?
+"""
+    return "\n".join(head) + "\n" + body
+
+
+# -- talking to Slurm ----------------------------------------------------------------------------
+def clean_env() -> dict[str, str]:
+    """Our environment minus what a surrounding salloc/srun/sbatch would leak into new jobs."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SALLOC_"))
+            or k == "SLURM_CONF"}
+
+
+def _slurm_command(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, env=clean_env(), timeout=timeout)
+    except FileNotFoundError:
+        raise CurateError(f"`{args[0]}` not found: run this on a Slurm login node (or try the local cluster: "
+                          "scripts/slurm-local-cluster.sh up), or use `curate local` on one machine") from None
+
+
+def max_array_size(config: Config) -> int:
+    if config.slurm.max_array_size:
+        return config.slurm.max_array_size
+    proc = _slurm_command(["scontrol", "show", "config"])
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", proc.stdout, re.MULTILINE)
+    if proc.returncode != 0 or not match:
+        raise CurateError(f"could not read MaxArraySize from `scontrol show config`: {proc.stderr.strip()}; "
+                          "set slurm.max_array_size in the config")
+    return int(match.group(1))
+
+
+def sbatch(script_path: Path) -> str:
+    proc = _slurm_command(["sbatch", "--parsable", str(script_path)])
+    if proc.returncode != 0:
+        raise CurateError(f"sbatch {script_path} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout.strip().split(";")[0]  # "jobid" or "jobid;cluster"
+
+
+# -- submissions ---------------------------------------------------------------------------------
+@dataclass
+class Submission:
+    id: str
+    created: float
+    stages: dict[str, list[Chunk]] = field(default_factory=dict)
+    indices: str = ""
+    dry_run: bool = False
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "created": self.created, "indices": self.indices,
+                "stages": {s: [asdict(c) for c in chunks] for s, chunks in self.stages.items()}}
+
+
+def submission_dir(run: RunDir, sid: str) -> Path:
+    return run.root / "submissions" / sid
+
+
+def load_submissions(run: RunDir) -> list[dict]:
+    """Every recorded submission, oldest first."""
+    docs = [read_json(p) for p in sorted((run.root / "submissions").glob("*/submission.json"))]
+    return sorted((d for d in docs if d), key=lambda d: d["created"])
+
+
+def submit(run: RunDir, plan: Plan, stages: list[str], indices: list[int], throttle: int | None = None,
+           dry_run: bool = False, echo=print) -> Submission:
+    """Submit (or print) one array job per stage and chunk, chained per index with aftercorr."""
+    config = plan.config
+    for stage in stages:
+        plan.check_stage(stage)
+    for index in (indices[0], indices[-1]):
+        plan.check_index(index)
+    sid = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    sub = Submission(sid, time.time(), indices=compact(indices), dry_run=dry_run)
+    folder = submission_dir(run, sid)
+    plan_path = folder / "plan.yaml"
+    try:
+        limit = max_array_size(config)
+    except CurateError:
+        if not dry_run:
+            raise
+        limit = DEFAULT_MAX_ARRAY_SIZE
+        echo(f"# no Slurm here: assuming MaxArraySize={limit} (set slurm.max_array_size to choose)")
+    python = config.slurm.python or sys.executable
+    if not dry_run:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(plan_path, plan.path.read_bytes())  # this submission's own, immutable plan
+        for stage in stages:
+            run.log_dir(stage).mkdir(parents=True, exist_ok=True)
+    previous: list[Chunk] | None = None
+    for stage in stages:
+        res = resources_for(config, stage)
+        if throttle:
+            res.throttle = throttle
+        chunks = split_into_chunks(indices, limit)
+        for n, chunk in enumerate(chunks):
+            dep = None
+            if previous is not None:
+                dep = previous[n].job_id or f"<job id of {stages[stages.index(stage) - 1]} chunk {n}>"
+            chunk.script = render_script(run, stage, chunk, res, plan_path, python, config.slurm.setup, dep, sid)
+            if dry_run:
+                echo(f"# --- {stage}: indices {compact(chunk.indices)} as array {chunk.array} "
+                     f"(offset {chunk.offset}) ---")
+                echo(chunk.script)
+                continue
+            path = folder / f"{stage}-{n:03d}.sbatch"
+            atomic_write_bytes(path, chunk.script.encode())
+            try:
+                chunk.job_id = sbatch(path)
+            except CurateError as exc:
+                atomic_write_json(folder / "submission.json", sub.to_json())
+                submitted = [c.job_id for cs in sub.stages.values() for c in cs if c.job_id]
+                raise CurateError(f"{exc}\nalready submitted in this submission: {', '.join(submitted) or 'none'} "
+                                  f"(recorded in {folder}; `scancel` them if you give up)") from None
+            sub.stages.setdefault(stage, []).append(chunk)
+            atomic_write_json(folder / "submission.json", sub.to_json())
+        if dry_run:
+            sub.stages[stage] = chunks
+        previous = chunks
+    return sub

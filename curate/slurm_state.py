@@ -1,0 +1,155 @@
+"""What Slurm says about a run's tasks: one batched squeue and one sacct call per refresh.
+
+Plugs into `curate.status` as a SchedulerView. Submissions recorded in the run directory map
+each array task ("<array job id>_<task id>") to its (stage, index); the latest submission of a
+(stage, index) wins. Results are cached and refreshed at most every `min_interval` seconds, with
+back-off when the scheduler does not answer; without accounting it says so once and uses squeue.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from .executors.slurm import clean_env, load_submissions
+from .rundir import RunDir
+
+FAILURE_STATES = {"FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+                  "DEADLINE"}
+RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
+BLOCKED_REASONS = {"DependencyNeverSatisfied"}
+
+
+def _run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=clean_env())
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+
+
+def slurm_job_alive(job_id: str) -> bool | None:
+    """For claims: is this job (or array task "J_T") still known to squeue? None = cannot tell."""
+    proc = _run(["squeue", "-h", "-j", job_id, "-o", "%T"], timeout=20)
+    if proc is None:
+        return None
+    if proc.returncode != 0:
+        return False if "Invalid job id" in proc.stderr else None
+    states = {s.strip() for s in proc.stdout.split()}
+    return bool(states - {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"})
+
+
+def last_error_line(path: Path) -> str | None:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [ln for ln in lines if ln and not ln.startswith("===")]
+    return lines[-1][:300] if lines else None
+
+
+class SlurmView:
+    def __init__(self, run: RunDir, min_interval: float = 5.0):
+        self.run = run
+        self.note: str | None = None
+        self.by_task: dict[str, tuple[str, int]] = {}  # "J_T" -> (stage, index), latest submission only
+        latest: dict[tuple[str, int], str] = {}
+        self.chunk_jobs: set[str] = set()
+        for sub in load_submissions(run):
+            for stage, chunks in sub["stages"].items():
+                for chunk in chunks:
+                    if not chunk.get("job_id"):
+                        continue
+                    self.chunk_jobs.add(chunk["job_id"])
+                    for task in chunk["task_ids"]:
+                        latest[(stage, chunk["offset"] + task)] = f"{chunk['job_id']}_{task}"
+        self.by_task = {job: key for key, job in latest.items()}
+        self.task_of = latest
+        self.min_interval = min_interval
+        self._interval = min_interval
+        self._fetched_at = 0.0
+        self.queue: dict[str, tuple[str, str]] = {}  # "J_T" -> (state, reason)
+        self.queue_ok = False
+        self.acct: dict[str, tuple[str, str]] = {}  # "J_T" -> (state, exit code)
+        self.accounting = True
+
+    @property
+    def has_jobs(self) -> bool:
+        return bool(self.chunk_jobs)
+
+    def refresh(self, force: bool = False) -> None:
+        if not self.has_jobs or (not force and time.monotonic() - self._fetched_at < self._interval):
+            return
+        self._fetched_at = time.monotonic()
+        ok = self._read_squeue()
+        if self.accounting:
+            ok = self._read_sacct() and ok
+        # Back off while the controller struggles; return to the normal pace once it answers.
+        self._interval = self.min_interval if ok else min(self._interval * 2, 120.0)
+
+    def _read_squeue(self) -> bool:
+        names = ",".join(sorted({f"curate-{stage}" for stage, _ in self.by_task.values()}))
+        proc = _run(["squeue", "-h", "-r", "-n", names, "-o", "%i|%T|%r"])
+        if proc is None or proc.returncode != 0:
+            self.queue_ok = False
+            return False
+        queue = {}
+        for line in proc.stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) == 3 and parts[0] in self.by_task:
+                queue[parts[0]] = (parts[1], parts[2])
+        self.queue, self.queue_ok = queue, True
+        return True
+
+    def _read_sacct(self) -> bool:
+        proc = _run(["sacct", "-n", "-P", "-X", "-j", ",".join(sorted(self.chunk_jobs)),
+                     "--format=JobID,State,ExitCode"])
+        if proc is None:
+            return False
+        if proc.returncode != 0:
+            if "accounting storage is disabled" in (proc.stderr + proc.stdout).lower():
+                self.accounting = False
+                self.note = "Slurm accounting is off: states come from markers and squeue only"
+                return True
+            return False
+        acct = {}
+        for line in proc.stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 3 and parts[0] in self.by_task:
+                acct[parts[0]] = (parts[1].split()[0], parts[2])
+        self.acct = acct
+        return True
+
+    # -- SchedulerView ---------------------------------------------------------------------------
+    def task_state(self, stage: str, index: int) -> tuple[str, str | None] | None:
+        job = self.task_of.get((stage, index))
+        if job is None:
+            return None
+        self.refresh()
+        if job in self.queue:
+            state, reason = self.queue[job]
+            if state in RUNNING_STATES:
+                return "running", None
+            if reason in BLOCKED_REASONS:
+                return "blocked", reason
+            return "pending", reason
+        state, exit_code = self.acct.get(job, (None, None))
+        if state in FAILURE_STATES:
+            return "failed", self._reason(stage, job, state, exit_code)
+        if state in PENDING_STATES:
+            return "pending", state
+        return None
+
+    def _reason(self, stage: str, job: str, state: str, exit_code: str | None) -> str:
+        detail = last_error_line(self.run.log_dir(stage) / f"{job}.err")
+        text = f"{state} (job {job}, exit {exit_code})"
+        return f"{text}: {detail}" if detail else text
+
+    def job_alive(self, job_id: str) -> bool | None:
+        self.refresh()
+        if job_id in self.queue:
+            return self.queue[job_id][0] not in ("COMPLETED",)
+        if job_id in self.by_task:
+            return False if self.queue_ok else None
+        return slurm_job_alive(job_id)
