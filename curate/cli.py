@@ -45,6 +45,8 @@ def _prepare(workdir: Optional[Path], config: Optional[Path], input_dir: Optiona
     if cfg is None:
         # `curate local -w W` alone resumes the run as it was set up
         cfg = load_plan(run).config if input_dir is None and run.run_yaml.is_file() else load_config(None)
+    elif input_dir is None and not cfg.input.has_source() and run.run_yaml.is_file():
+        cfg.input = load_plan(run).config.input  # a new config for an existing run keeps its input
     if input_dir is not None:
         cfg.input.shards, cfg.input.shards_file = [], None
         cfg.input.dir = str(input_dir.expanduser().resolve())
@@ -105,8 +107,10 @@ def run(
         run_task(RunDir.at(workdir), stage, index, plan, job_alive=slurm_job_alive,
                  log=lambda m: print(m, flush=True))
     except TaskInterrupted as exc:
-        print(f"{stage}[{index}] stopped by {exc}", file=sys.stderr)
-        raise typer.Exit(128 + exc.signum) from None
+        print(f"{stage}[{index}] stopped by {exc}; claim released, nothing written", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Skip interpreter teardown: decoder threads still running in native code would abort it.
+        os._exit(128 + exc.signum)
     except CurateError:
         raise
     except Exception as exc:
@@ -215,7 +219,7 @@ def _status_table(doc: dict):
     table.add_column("stage")
     for state in STATES:
         table.add_column(state.replace("_", " "), justify="right")
-    table.add_column("tasks/h", justify="right")
+    table.add_column("per h", justify="right")
     table.add_column("ETA", justify="right")
     lines = []
     for stage, s in doc["stages"].items():

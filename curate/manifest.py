@@ -84,12 +84,13 @@ def shard_units(shards: list[str]) -> list[Unit]:
 
 
 def balance_by_bytes(units: list[Unit], num_parts: int) -> list[list[Unit]]:
-    heap = [(0, i) for i in range(num_parts)]
+    # Ties (equal bytes, e.g. many tiny files) go to the part with the fewest files.
+    heap = [(0, 0, i) for i in range(num_parts)]
     parts: list[list[Unit]] = [[] for _ in range(num_parts)]
     for unit in sorted(units, key=lambda u: (-u.bytes, u.relpath)):
-        load, i = heapq.heappop(heap)
+        load, count, i = heapq.heappop(heap)
         parts[i].append(unit)
-        heapq.heappush(heap, (load + unit.bytes, i))
+        heapq.heappush(heap, (load + unit.bytes, count + 1, i))
     return [sorted(p, key=lambda u: u.relpath) for p in parts if p]
 
 

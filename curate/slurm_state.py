@@ -93,6 +93,8 @@ class SlurmView:
         proc = _run(["squeue", "-h", "-r", "-n", names, "-o", "%i|%T|%r"])
         if proc is None or proc.returncode != 0:
             self.queue_ok = False
+            why = "not found or timed out" if proc is None else (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            self.note = f"squeue did not answer ({why}): queued and running jobs are not shown"
             return False
         queue = {}
         for line in proc.stdout.splitlines():

@@ -118,11 +118,8 @@ def run_task(run: RunDir, stage: str, index: int, plan_path: Path | None = None,
             log(f"{stage}[{index}] done in {finished - started:.1f} s: {rows_in.height} rows in, "
                 f"{rows_out.height} out {status_counts(rows_out)}")
             return Outcome.DONE
-    except TaskInterrupted:
-        log(f"{stage}[{index}] interrupted; claim released, nothing written")
-        raise
-    except UpstreamNotDone:
-        raise
+    except (TaskInterrupted, UpstreamNotDone):
+        raise  # no failure record: an interrupted task is requeued or rerun, an early one simply waits
     except BaseException as exc:
         markers.write_failed(run, stage, index, {
             "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,

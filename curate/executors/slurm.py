@@ -123,14 +123,15 @@ def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, pl
 # curate submission {submission}: stage {stage}, index = SLURM_ARRAY_TASK_ID + {chunk.offset}
 set -u
 CURATE_INDEX=$((SLURM_ARRAY_TASK_ID + {chunk.offset}))
-echo "=== curate {stage}[$CURATE_INDEX] job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} attempt $((${{SLURM_RESTART_COUNT:-0}} + 1)) on $(hostname) at $(date -Is)" | tee /dev/stderr
+say() {{ echo "=== curate {stage}[$CURATE_INDEX] $*"; echo "=== curate {stage}[$CURATE_INDEX] $*" >&2; }}
+say "job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} attempt $((${{SLURM_RESTART_COUNT:-0}} + 1)) on $(hostname) at $(date -Is)"
 {chr(10).join(setup)}
 # The task runs in the background so this shell can take USR1 (--signal=B:USR1@N) before the time
 # limit or on preemption: the task stops, releases its claim, and the array task is requeued.
 {run_cmd} --index "$CURATE_INDEX" &
 child=$!
 requeue() {{
-  echo "=== curate {stage}[$CURATE_INDEX]: time limit or preemption; stopping and requeueing" | tee /dev/stderr
+  say "time limit or preemption: stopping and requeueing"
   kill -USR1 "$child" 2>/dev/null
   wait "$child"
   scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
