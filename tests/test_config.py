@@ -54,6 +54,9 @@ def test_example_config_is_valid_and_documented():
     text = (REPO / "config.example.yaml").read_text()
     # every key of every section appears in the example with a comment
     for section, model in cfg:
+        if section == "workdir":
+            assert "\nworkdir:" in text
+            continue
         for key in type(model).model_fields:
             line = next((ln for ln in text.splitlines() if ln.strip().startswith(f"{key}:")), None)
             assert line is not None, f"{section}.{key} missing from config.example.yaml"

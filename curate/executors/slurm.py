@@ -189,7 +189,8 @@ class Submission:
 
     def to_json(self) -> dict:
         return {"id": self.id, "created": self.created, "indices": self.indices,
-                "stages": {s: [asdict(c) for c in chunks] for s, chunks in self.stages.items()}}
+                "stages": {s: [{k: v for k, v in asdict(c).items() if k != "script"} for c in chunks]
+                           for s, chunks in self.stages.items()}}
 
 
 def submission_dir(run: RunDir, sid: str) -> Path:

@@ -1,0 +1,233 @@
+"""The Slurm path against a real single-node cluster (scripts/slurm-local-cluster.sh).
+
+scripts/test.sh starts the cluster and exports SLURM_CONF; without one these tests are skipped,
+unless CURATE_REQUIRE_SLURM=1 (as in CI), where a missing cluster is a failure.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from conftest import SAMPLES, curate, ffmpeg, write_config
+from curate.arrayspec import compact
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    problem = None
+    if not os.environ.get("SLURM_CONF") or shutil.which("sbatch") is None:
+        problem = "no Slurm cluster (SLURM_CONF unset or sbatch missing)"
+    else:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            problem = f"sinfo failed: {proc.stderr.strip()}"
+    if problem:
+        if os.environ.get("CURATE_REQUIRE_SLURM") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem + "; scripts/test.sh starts one")
+
+
+def slurm_config(tmp_path, extra=""):
+    return write_config(tmp_path / "slurm.yaml", "slurm:\n  profile: local-test\n" + extra)
+
+
+def status(workdir):
+    return json.loads(curate("status", "-w", workdir, "--json").stdout)
+
+
+def wait_until_settled(workdir, timeout=300):
+    """Until no index of any stage is running or pending; returns the last status."""
+    deadline = time.time() + timeout
+    while True:
+        doc = status(workdir)
+        active = [(s, st["running"], st["pending"]) for s, st in doc["stages"].items() if st["running"] or st["pending"]]
+        if not active:
+            return doc
+        assert time.time() < deadline, f"still active after {timeout} s: {active}"
+        time.sleep(1)
+
+
+def wait_for(path, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def squeue_ids(name):
+    out = subprocess.run(["squeue", "-h", "-r", "-n", name, "-o", "%i|%T"], capture_output=True, text=True).stdout
+    return dict(line.split("|") for line in out.split())
+
+
+def table(workdir):
+    curate("export", "-w", workdir)
+    return pl.read_parquet(workdir / "metadata" / "clips.parquet")
+
+
+@pytest.fixture
+def eight_videos(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("cuts_6shots.mp4", "bikes.mp4", "carphone_pristine.mp4", "flash_3.mp4"):
+        for copy in ("a", "b"):
+            (d / f"{copy}_{name}").write_bytes((SAMPLES / name).read_bytes())
+    return d
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    """~4 s of split work: ten copies of cuts_6shots back to back."""
+    d = tmp_path_factory.mktemp("long")
+    listing = d / "list.txt"
+    listing.write_text(f"file '{SAMPLES / 'cuts_6shots.mp4'}'\n" * 10)
+    ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(d / "long.mp4"))
+    return d / "long.mp4"
+
+
+def test_all_stages_match_the_local_executor(tmp_path, eight_videos):
+    cfg = slurm_config(tmp_path, "  max_array_size: 3\n")  # 8 indices -> 3 chained chunks per stage
+    workdir = tmp_path / "slurm-run"
+    sub = json.loads(curate("submit", "-c", cfg, "-w", workdir, "-i", eight_videos, "--parts", "8",
+                            "--stage", "all", "--json").stdout)
+    for stage in ("fetch", "split"):
+        assert [(c["offset"], compact(c["task_ids"])) for c in sub["stages"][stage]] == [(0, "0-2"), (3, "0-2"), (6, "0-1")]
+    folder = workdir / "submissions" / sub["id"]
+    for n, fetch_chunk in enumerate(sub["stages"]["fetch"]):
+        script = (folder / f"split-{n:03d}.sbatch").read_text()
+        assert f"#SBATCH --dependency=aftercorr:{fetch_chunk['job_id']}\n" in script
+    doc = wait_until_settled(workdir)
+    for stage in ("fetch", "split"):
+        assert doc["stages"][stage]["done"] == list(range(8)), doc
+
+    local = tmp_path / "local-run"
+    curate("local", "-w", local, "-i", eight_videos, "--parts", "8", "--no-progress")
+    on_slurm = table(workdir).sort("video_id", "clip_id", nulls_last=True)
+    on_local = pl.read_parquet(local / "metadata" / "clips.parquet").sort("video_id", "clip_id", nulls_last=True)
+    assert on_slurm.height > 8
+    assert_frame_equal(on_slurm, on_local)
+    # logs land per stage as <array job>_<task>.out
+    assert len(list((workdir / "logs" / "split").glob("*_*.out"))) == 8
+
+
+def test_failed_index_blocks_only_its_successor_then_rerun(tmp_path, eight_videos):
+    cfg = slurm_config(tmp_path)
+    workdir = tmp_path / "run"
+    curate("manifest", "-w", workdir, "-i", eight_videos, "--parts", "4")
+    part = workdir / "manifests" / "part-00002.parquet"
+    good = part.read_bytes()
+    part.write_bytes(b"not parquet")  # index 2's fetch fails for real
+    curate("submit", "-c", cfg, "-w", workdir)
+    doc = wait_until_settled(workdir)
+    fetch, split = doc["stages"]["fetch"], doc["stages"]["split"]
+    assert fetch["done"] == [0, 1, 3] and list(fetch["failed"]) == ["2"]
+    assert fetch["failed"]["2"].startswith("FAILED") and "fetch[2] failed" in fetch["failed"]["2"]
+    assert split["done"] == [0, 1, 3] and split["blocked"] == [2] and split["failed"] == {}
+    text = curate("status", "-w", workdir).stdout
+    assert "fetch[2] FAILED" in text and "blocked by a failed earlier stage: 2" in text
+
+    part.write_bytes(good)
+    rerun = json.loads(curate("rerun", "-w", workdir, "--failed", "--json").stdout)
+    assert rerun["indices"] == "2" and list(rerun["stages"]) == ["fetch", "split"]
+    doc = wait_until_settled(workdir)
+    assert doc["stages"]["split"]["done"] == [0, 1, 2, 3]
+    result = table(workdir)
+    assert "incomplete" not in result["status"].to_list()
+    assert result["clip_id"].drop_nulls().is_duplicated().sum() == 0
+    assert result["video_id"].n_unique() == 8
+    nothing = curate("rerun", "-w", workdir, "--failed")
+    assert "nothing failed" in nothing.stderr
+
+
+def test_scancel_and_kill_then_rerun(tmp_path, long_video):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("x.mp4", "y.mp4"):
+        os.link(long_video, inputs / name)
+    workdir = tmp_path / "run"
+    curate("submit", "-c", slurm_config(tmp_path), "-w", workdir, "-i", inputs, "--parts", "2")
+    for index in (0, 1):
+        wait_for(workdir / "markers" / "split" / f"{index:05d}.claim")
+    time.sleep(0.5)
+    job0, _ = sorted(squeue_ids("curate-split"))
+    subprocess.run(["scancel", job0], check=True)  # SIGTERM: the task releases its claim
+    # As the kernel's OOM killer would: SIGKILL to the task itself, no chance to clean up.
+    owner = json.loads((workdir / "markers" / "split" / "00001.claim").read_text())
+    os.kill(owner["pid"], signal.SIGKILL)
+    deadline = time.time() + 60
+    while squeue_ids("curate-split"):
+        assert time.time() < deadline
+        time.sleep(0.5)
+    doc = status(workdir)["stages"]["split"]
+    assert doc["done"] == [] and sorted(doc["failed"]) == ["0", "1"], doc
+    assert doc["failed"]["0"].startswith("CANCELLED")
+    assert doc["failed"]["1"].startswith("FAILED") and "task died without a marker" in doc["failed"]["1"]  # its claim is left, its job is gone
+    assert (workdir / "markers" / "split" / "00001.claim").exists()
+
+    curate("rerun", "-w", workdir, "--failed")
+    doc = wait_until_settled(workdir)
+    assert doc["stages"]["split"]["done"] == [0, 1]
+    result = table(workdir)
+    assert result["clip_id"].drop_nulls().is_duplicated().sum() == 0
+    per_video = result.filter(pl.col("status") == "ok").group_by("relpath").len()["len"].to_list()
+    assert len(per_video) == 2 and per_video[0] == per_video[1] >= 50  # same clips from both copies
+    # each attempt left its own log
+    assert len(list((workdir / "logs" / "split").glob("*.out"))) == 4
+
+
+def test_preemption_signal_requeues_cleanly(tmp_path, long_video):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    os.link(long_video, inputs / "long.mp4")
+    workdir = tmp_path / "run"
+    curate("submit", "-c", slurm_config(tmp_path), "-w", workdir, "-i", inputs, "--stage", "fetch")
+    wait_until_settled(workdir)
+    curate("submit", "-c", slurm_config(tmp_path), "-w", workdir, "--stage", "split")
+    wait_for(workdir / "markers" / "split" / "00000.claim")
+    time.sleep(0.5)
+    (job,) = squeue_ids("curate-split")
+    # What Slurm sends before the time limit (--signal=B:USR1@N) or on preemption.
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
+    deadline = time.time() + 60
+    while squeue_ids("curate-split").get(job) != "PENDING":
+        assert time.time() < deadline, "the task was not requeued"
+        time.sleep(0.2)
+    assert not (workdir / "markers" / "split" / "00000.claim").exists()
+    assert status(workdir)["stages"]["split"]["pending"] == [0]
+    # Slurm holds a requeued job back for a while; let it start now.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    doc = wait_until_settled(workdir)
+    assert doc["stages"]["split"]["done"] == [0]
+    log = (workdir / "logs" / "split" / f"{job}.out").read_text()
+    assert "attempt 1" in log and "stopping and requeueing" in log and "attempt 2" in log
+    assert not (workdir / "markers" / "split" / "00000.failed").exists()
+
+
+def test_thousand_index_array_is_split_and_completes(tmp_path):
+    limit = int(subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+                .split("MaxArraySize")[1].split("=")[1].split()[0])
+    assert limit < 1000, "the test cluster must have a small MaxArraySize (scripts/test.sh sets 300)"
+    tiny = tmp_path / "tiny.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=0.3", "-pix_fmt", "yuv420p", str(tiny))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(1000):
+        os.link(tiny, inputs / f"v{i:04d}.mp4")
+    workdir = tmp_path / "run"
+    sub = json.loads(curate("submit", "-c", slurm_config(tmp_path), "-w", workdir, "-i", inputs, "--parts", "1000",
+                            "--stage", "fetch", "--array", "0-999", "--json").stdout)
+    chunks = sub["stages"]["fetch"]
+    expected_chunks = -(-1000 // limit)
+    assert len(chunks) == expected_chunks and len({c["job_id"] for c in chunks}) == expected_chunks
+    assert [c["offset"] for c in chunks] == [n * limit for n in range(expected_chunks)]
+    doc = wait_until_settled(workdir, timeout=900)
+    assert doc["stages"]["fetch"]["done"] == list(range(1000)), {k: v for k, v in doc["stages"]["fetch"].items()
+                                                                 if k != "done"}
