@@ -84,16 +84,28 @@ class FetchConfig(StageSection):
 
 
 class SplitConfig(StageSection):
-    detector: Literal["adaptive"] = "adaptive"
+    kind: Literal["pyscenedetect", "transnetv2"] = "pyscenedetect"
     threshold: float = Field(default=3.0, gt=0)
     min_scene_len: int = Field(default=15, ge=1)
     downscale: int = Field(default=0, ge=0)
-    backend: Literal["opencv", "pyav"] = "opencv"
+    transnet_threshold: float = Field(default=0.5, gt=0, lt=1)
+    device: str = "cpu"
+    batch_size: int = Field(default=4, ge=1)
+    flash_guard: bool = True
+    flash_max_frames: int = Field(default=8, ge=1)
+    flash_brightness_delta: float = Field(default=40.0, gt=0)
     min_s: float = Field(default=1.0, gt=0)
     max_s: float = Field(default=10.0, gt=0)
     cut: bool = False
     cut_mode: Literal["reencode", "copy"] = "reencode"
     crf: int = Field(default=20, ge=0, le=51)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "cpu" and not re.match(r"^cuda(:\d+)?$", v):
+            raise ValueError("use cpu, cuda or cuda:N")
+        return v
 
     @model_validator(mode="after")
     def _range(self) -> "SplitConfig":

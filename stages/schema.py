@@ -29,6 +29,7 @@ VIDEO_SCHEMA = {
 CLIP_SCHEMA = {
     **VIDEO_SCHEMA,
     "decoded_frames": pl.Int64,  # frames the splitter decoded (< num_frames: truncated/corrupt)
+    "flash_cuts_ignored": pl.Int64,  # detector cuts the flash guard took for flashes, not shot changes
     "clip_id": pl.Utf8,
     "start_frame": pl.Int64,
     "end_frame": pl.Int64,    # exclusive

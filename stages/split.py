@@ -1,6 +1,7 @@
 """split: shot boundaries -> clips of [min_s, max_s] seconds.
 
-PySceneDetect's AdaptiveDetector finds the shots. A shot longer than max_s is cut into equal
+PySceneDetect's AdaptiveDetector (or TransNetV2) finds the shots over one PyAV decode, and a
+flash guard keeps a few bright frames inside one shot from counting as cuts. A shot longer than max_s is cut into equal
 windows (each at most max_s); a shot shorter than min_s becomes a `dropped` row with its
 reason, so every second of every video is accounted for in the table.
 """
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import math
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .base import Stage
 from .probe import require_ffmpeg
@@ -39,21 +43,55 @@ def windows(start: int, end: int, fps: float, min_s: float, max_s: float) -> lis
     return pieces
 
 
-def detect_shots(path: str, cfg) -> tuple[list[tuple[int, int]], float, int]:
-    """Shot frame ranges [start, end) over the whole video, the decoder's frame rate, frames decoded."""
-    from scenedetect import AdaptiveDetector, SceneManager, open_video
+@dataclass
+class Shots:
+    ranges: list[tuple[int, int]]  # [start, end) frame indices
+    times: np.ndarray  # presentation time of every decoded frame (variable frame rate safe)
+    flash_cuts: list[int]  # cuts the detector reported that the flash guard removed
 
-    video = open_video(path, backend=cfg.backend)
-    manager = SceneManager()
-    manager.add_detector(AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_scene_len))
-    if cfg.downscale:
-        manager.auto_downscale = False
-        manager.downscale = cfg.downscale
-    decoded = manager.detect_scenes(video)
-    if decoded == 0:
+    @property
+    def decoded(self) -> int:
+        return len(self.times)
+
+    def time_at(self, index: int, fps: float) -> float:
+        if index < len(self.times):
+            return float(self.times[index])
+        return float(self.times[-1]) + 1.0 / fps if len(self.times) else 0.0
+
+
+def make_detector(cfg, width: int, height: int, fps: float):
+    from .shots import AdaptiveShots, TransNetShots
+
+    kind = {"pyscenedetect": AdaptiveShots, "transnetv2": TransNetShots}[cfg.kind]
+    return kind(cfg, width, height, fps)
+
+
+def detect_shots(path: str, cfg, width: int, height: int, fps: float) -> Shots:
+    """One decode of the whole video feeds the shot detector and the flash guard."""
+    from .decode import Sampler, iter_frames
+    from .shots import FlashGuard
+
+    detector = make_detector(cfg, width, height, fps)
+    consumers = [detector]
+    guard = None
+    if cfg.flash_guard:
+        guard = FlashGuard(cfg.flash_max_frames, cfg.flash_brightness_delta)
+        consumers.append(guard)
+    samplers = [Sampler(c.need) for c in consumers]
+    times = []
+    for frame in iter_frames(path):
+        times.append(frame.time)
+        for consumer, sampler in zip(consumers, samplers):
+            if sampler.wants(frame):
+                consumer.feed(frame)
+    if not times:
         raise ValueError("no frame could be decoded")
-    scenes = manager.get_scene_list(start_in_scene=True)
-    return [(s.frame_num, e.frame_num) for s, e in scenes], float(video.frame_rate), decoded
+    cuts = detector.finish()
+    flashes: list[int] = []
+    if guard is not None:
+        cuts, flashes = guard.filter(cuts)
+    edges = [0] + [c for c in cuts if 0 < c < len(times)] + [len(times)]
+    return Shots(list(zip(edges, edges[1:])), np.asarray(times), flashes)
 
 
 def cut_clip(src: str, dest: Path, start_s: float, duration_s: float, mode: str, crf: int) -> None:
@@ -75,6 +113,10 @@ class SplitStage(Stage):
     def check(self) -> None:
         if self.cfg.cut:
             require_ffmpeg()
+        if self.cfg.kind == "transnetv2":
+            from .shots import load_transnet
+
+            load_transnet(self.cfg.device)  # missing package or weights stop the task before any work
 
     def run(self, rows):
         out: list[dict] = []
@@ -92,28 +134,27 @@ class SplitStage(Stage):
 
     def _clips(self, video: dict) -> list[dict]:
         base = {k: video.get(k) for k in VIDEO_SCHEMA}
+        fps = video["fps"] or 25.0
         try:
-            shots, fps, decoded = detect_shots(video["path"], self.cfg)
+            shots = detect_shots(video["path"], self.cfg, video["width"], video["height"], fps)
         except Exception as exc:  # a broken file must not kill the task
             return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}]
-        fps = fps or video["fps"]
         # A truncated or corrupt file decodes fewer frames than its header promises: keep the clips
         # we got and record how far decoding went.
-        base["decoded_frames"] = decoded
+        base["decoded_frames"] = shots.decoded
+        base["flash_cuts_ignored"] = len(shots.flash_cuts)
         rows = []
-        for shot_start, shot_end in shots:
+        for shot_start, shot_end in shots.ranges:
             for i, (a, b, drop) in enumerate(windows(shot_start, shot_end, fps, self.cfg.min_s, self.cfg.max_s)):
                 boundary = "window" if i else ("start" if a == 0 else "shot")
-                clip_id = f"{video['video_id']}-{a:06d}"
-                row = {**base, "clip_id": clip_id, "start_frame": a, "end_frame": b,
-                       "start_s": round(a / fps, 4), "end_s": round(b / fps, 4),
-                       "clip_duration_s": round((b - a) / fps, 4), "boundary": boundary,
-                       "fps": fps, "status": "dropped" if drop else "ok", "reason": drop}
+                start_s, end_s = shots.time_at(a, fps), shots.time_at(b, fps)
+                row = {**base, "clip_id": f"{video['video_id']}-{a:06d}", "start_frame": a, "end_frame": b,
+                       "start_s": round(start_s, 4), "end_s": round(end_s, 4),
+                       "clip_duration_s": round(end_s - start_s, 4), "boundary": boundary,
+                       "status": "dropped" if drop else "ok", "reason": drop}
                 if self.cfg.cut and not drop:
                     row.update(self._cut(video["path"], row))
                 rows.append(row)
-        if not rows:
-            return [{**base, "status": "failed", "reason": "no frames decoded"}]
         return rows
 
     def _cut(self, src: str, row: dict) -> dict:

@@ -21,10 +21,10 @@ def test_unknown_key_names_key_and_allowed_keys():
 
 def test_bad_value_names_key_value_and_rule():
     with pytest.raises(ConfigError) as err:
-        validate_config({"split": {"min_s": -1, "backend": "gstreamer"}})
+        validate_config({"split": {"min_s": -1, "kind": "gstreamer"}})
     msg = str(err.value)
     assert "split.min_s = -1" in msg and "greater than 0" in msg
-    assert "split.backend = 'gstreamer'" in msg and "'opencv'" in msg and "'pyav'" in msg
+    assert "split.kind = 'gstreamer'" in msg and "'pyscenedetect'" in msg and "'transnetv2'" in msg
 
 
 def test_cross_field_rule():
