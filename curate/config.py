@@ -114,6 +114,71 @@ class SplitConfig(StageSection):
         return self
 
 
+def Decision(default, **kw):
+    """A threshold: used when deciding keep/drop at export, so it is not part of the stage's
+    fingerprint (changing it re-runs no analyzer), unless the cascade uses it to skip work."""
+    return Field(default=default, json_schema_extra={"decision": True}, **kw)
+
+
+def fingerprint_fields(section: BaseModel, with_decisions: bool) -> dict:
+    out = {}
+    for name, field in type(section).model_fields.items():
+        if not with_decisions and (field.json_schema_extra or {}).get("decision"):
+            continue
+        value = getattr(section, name)
+        out[name] = fingerprint_fields(value, with_decisions) if isinstance(value, BaseModel) else value
+    return json.loads(json.dumps(out, default=str))
+
+
+class FlashFilter(Section):
+    enabled: bool = True
+    sample_stride: int = Field(default=1, ge=1)
+    brightness_delta: float = Field(default=40.0, gt=0)
+    return_frames: int = Field(default=4, ge=1)
+    max_flash_ratio: float = Decision(0.02, ge=0, le=1)
+    record_only: bool = Decision(False)
+
+
+class MotionFilter(Section):
+    enabled: bool = True
+    pairs_per_s: float = Field(default=2.0, gt=0)
+    size: int = Field(default=160, ge=16)
+    method: Literal["dis", "farneback"] = "dis"
+    min_score: float = Decision(0.0005, ge=0)
+    max_score: float | None = Decision(None, gt=0)
+    record_only: bool = Decision(False)
+
+
+class OcrFilter(Section):
+    enabled: bool = True
+    sample_every_s: float = Field(default=1.0, gt=0)
+    size: int = Field(default=360, ge=32)
+    recognize: bool = True
+    lang: str = "ch"
+    use_gpu: bool = False
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    text_area_threshold: float = Decision(0.02, ge=0, le=1)
+    record_only: bool = Decision(False)
+
+
+class NsfwFilter(Section):
+    enabled: bool = True
+    sample_every_s: float = Field(default=2.0, gt=0)
+    threshold: float = Decision(0.8, ge=0, le=1)
+    record_only: bool = Decision(False)
+
+
+class FilterConfig(StageSection):
+    cascade: bool = False
+    min_duration_s: float | None = Decision(None, ge=0)
+    max_duration_s: float | None = Decision(None, gt=0)
+    min_short_side: int | None = Decision(None, ge=1)
+    flash: FlashFilter = Field(default_factory=FlashFilter)
+    motion: MotionFilter = Field(default_factory=MotionFilter)
+    ocr: OcrFilter = Field(default_factory=OcrFilter)
+    nsfw: NsfwFilter = Field(default_factory=NsfwFilter)
+
+
 class LocalConfig(Section):
     workers: int = Field(default=2, ge=1)
 
@@ -165,6 +230,7 @@ class Config(Section):
     input: InputConfig = Field(default_factory=InputConfig)
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     workdir: str | None = None

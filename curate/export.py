@@ -33,7 +33,9 @@ def final_table(run: RunDir, plan: Plan):
     table = pl.concat(frames + missing, how="diagonal_relaxed") if frames or missing else pl.DataFrame()
     if "clip_id" in table.columns:
         table = table.sort(["video_id", "clip_id"], nulls_last=True)
-    return table, len(missing)
+    from .decisions import apply_decisions
+
+    return apply_decisions(table, plan.config), len(missing)
 
 
 def export(run: RunDir, plan: Plan, fmt: str = "parquet", out: Path | None = None) -> tuple[Path, object, int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stages import STAGE_ORDER, STAGES
 
-from .config import Config, stable_hash, validate_config
+from .config import Config, fingerprint_fields, stable_hash, validate_config
 from .errors import CurateError
 from .rundir import RunDir, atomic_write_bytes, read_json
 
@@ -25,7 +25,8 @@ def stage_fingerprints(config: Config, manifest_fingerprint: str) -> dict[str, s
     fingerprints: dict[str, str] = {}
     upstream = manifest_fingerprint
     for stage in enabled_stages(config):
-        section = config.stage_section(stage).model_dump(mode="json")
+        section = config.stage_section(stage)
+        section = fingerprint_fields(section, with_decisions=bool(getattr(section, "cascade", False)))
         upstream = stable_hash({"stage": stage, "version": STAGES[stage].version,
                                 "config": section, "upstream": upstream})
         fingerprints[stage] = upstream

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh Debian/Ubuntu machine: ffmpeg, a virtualenv in .venv, curate and
-# its test dependencies. `--torch` first installs torch==2.13.0 (the CPU build where the machine
-# provides it) so that no multi-GB CUDA build is pulled by a later model extra.
+# Idempotent set-up on a fresh Debian/Ubuntu machine: ffmpeg, a virtualenv in .venv, curate with
+# its CPU analyzers (OCR, NSFW: ONNX models shipped in their packages) and test dependencies.
+# `--torch` also installs torch==2.13.0 first (the CPU build where the machine provides it, so no
+# multi-GB CUDA build is pulled) and the TransNetV2 splitter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_torch=0
@@ -37,5 +38,9 @@ if [ "$with_torch" = 1 ] && ! .venv/bin/python -c "import torch" 2>/dev/null; th
   pip_q torch==2.13.0
 fi
 echo "== installing curate into .venv"
-pip_q -e ".[test]"
+extras="test,vision"
+[ "$with_torch" = 1 ] && extras="$extras,models"
+pip_q -e ".[$extras]"
+# OCR models ship inside rapidocr-onnxruntime; --no-deps keeps its GUI OpenCV requirement out.
+pip_q --no-deps "rapidocr-onnxruntime==1.4.4"
 .venv/bin/python -c "import curate, stages.split" || { echo "installation failed" >&2; exit 1; }

@@ -3,7 +3,7 @@
 # already points at one or CURATE_SKIP_SLURM=1), run pytest, stop the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh "$@"
+bash scripts/setup.sh --torch "$@"
 if [ -z "${SLURM_CONF:-}" ] && [ "${CURATE_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   CURATE_SLURM_DIR="$(mktemp -d /tmp/curate-slurm-test.XXXXXX)"
   trap 'bash scripts/slurm-local-cluster.sh down "$CURATE_SLURM_DIR"' EXIT

@@ -28,5 +28,7 @@ STAGES: dict[str, StageSpec] = {
                        "list local videos or extract archive shards safely; probe each video"),
     "split": StageSpec("split", "stages.split:SplitStage", 1,
                        "detect shots and cut them into clips of [min_s, max_s] seconds"),
+    "filter": StageSpec("filter", "stages.filter:FilterStage", 1,
+                        "flash, motion, OCR text area and NSFW scores per clip, over one decode"),
 }
 STAGE_ORDER = tuple(STAGES)

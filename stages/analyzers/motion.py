@@ -1,0 +1,69 @@
+"""motion: dense optical flow (OpenCV DIS) on frame pairs sampled at a set rate, at reduced size."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from ..decode import FrameNeed
+from .base import Analyzer
+
+REFERENCE_SHORT_SIDE = 360  # motion_px is pixels per frame as if the clip were 360 px high (640x360)
+
+
+class MotionAnalyzer(Analyzer):
+    name = "motion"
+    cost = 2
+    columns = {"motion_score": pl.Float64, "motion_px": pl.Float64, "motion_pairs": pl.Int64}
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.need = FrameNeed(short_side=cfg.size, color="gray", per_second=cfg.pairs_per_s, with_next=True)
+        self._flow = None
+
+    def flow(self):
+        if self._flow is None:
+            import cv2
+
+            if self.cfg.method == "farneback":
+                self._flow = lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            else:
+                dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+                self._flow = lambda a, b: dis.calc(a, b, None)
+        return self._flow
+
+    def begin(self, clip):
+        self.pending = None
+        self.magnitudes: list[float] = []
+        self.shape = None
+
+    def feed(self, frame):
+        image = frame.image(self.need)
+        if self.pending is None:
+            self.pending = image
+            return
+        flow = self.flow()(self.pending, image)
+        self.magnitudes.append(float(np.sqrt((flow ** 2).sum(axis=2)).mean()))
+        self.shape = image.shape
+        self.pending = None
+
+    def end(self):
+        if not self.magnitudes:
+            return {"motion_score": None, "motion_px": None, "motion_pairs": 0}
+        height, width = self.shape[:2]
+        mean = float(np.mean(self.magnitudes))
+        return {"motion_score": round(mean / math.hypot(width, height), 6),
+                "motion_px": round(mean * REFERENCE_SHORT_SIDE / min(width, height), 3),
+                "motion_pairs": len(self.magnitudes)}
+
+    def rejects(self, result):
+        score = result["motion_score"]
+        if self.cfg.record_only or score is None:
+            return None
+        if score < self.cfg.min_score:
+            return f"motion: static clip, motion_score {score:.4f} < min_score {self.cfg.min_score:g}"
+        if self.cfg.max_score is not None and score > self.cfg.max_score:
+            return f"motion: motion_score {score:.4f} > max_score {self.cfg.max_score:g}"
+        return None

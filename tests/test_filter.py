@@ -1,0 +1,140 @@
+"""Analyzers on real videos, decode-once correctness, and decisions derived at export."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import DATA, SAMPLES, curate, ffmpeg, write_config
+from curate.config import FilterConfig
+from stages.analyzers.flash import flash_frames
+from stages.decode import FrameNeed, Sampler, iter_frames
+
+
+def analyze(analyzer, path, ranges=None):
+    """Feed one whole video (or ranges) to one analyzer as a single clip, as the filter stage does."""
+    analyzer.check()
+    sampler = Sampler(analyzer.need)
+    analyzer.begin({})
+    for frame in iter_frames(str(path), ranges):
+        if sampler.wants(frame):
+            analyzer.feed(frame)
+    return analyzer.end()
+
+
+def test_flash_flags_white_frames_not_the_untouched_video():
+    from stages.analyzers.flash import FlashAnalyzer
+
+    flashed = analyze(FlashAnalyzer(FilterConfig().flash), SAMPLES / "flash_3.mp4")
+    clean = analyze(FlashAnalyzer(FilterConfig().flash), DATA / "noflash.mp4")
+    assert flashed["flash_events"] == 3 and flashed["flash_ratio"] == pytest.approx(3 / 61, abs=0.01)
+    assert clean == {"flash_ratio": 0.0, "flash_events": 0}
+
+
+def test_flash_series_rules():
+    luma = np.array([50, 50, 250, 52, 50, 200, 200, 200, 200, 200, 200], dtype=float)
+    # one single-frame flash; the later jump does not come back: a cut, not a flash
+    assert flash_frames(luma, 40, 4) == (1, 1)
+
+
+def test_motion_still_vs_pan():
+    from stages.analyzers.motion import MotionAnalyzer
+
+    still = analyze(MotionAnalyzer(FilterConfig().motion), DATA / "still_4s.mp4")
+    pan = analyze(MotionAnalyzer(FilterConfig().motion), DATA / "pan_4px.mp4")
+    assert still["motion_px"] < 0.2 and still["motion_score"] < 0.0005
+    assert pan["motion_px"] == pytest.approx(4.0, abs=0.8)  # 4 px/frame at 640x360 = the reference size
+    assert pan["motion_score"] > 20 * still["motion_score"]
+    assert still["motion_pairs"] == pan["motion_pairs"] == 8  # 2 pairs per second over 4 s
+
+
+def test_ocr_burned_in_subtitles():
+    from stages.analyzers.ocr import OcrAnalyzer
+
+    subs = analyze(OcrAnalyzer(FilterConfig().ocr), DATA / "subs_720p.mp4")
+    plain = analyze(OcrAnalyzer(FilterConfig().ocr), DATA / "nosubs_720p.mp4")
+    assert subs["text_area_max"] > 0.04 and subs["text_boxes"] >= 2
+    assert subs["text_area_max"] > 10 * (plain["text_area_max"] + 0.001)
+    assert "quick brown fox" in subs["text"]
+
+
+def test_nsfw_runs_the_shipped_model():
+    from stages.analyzers.nsfw import NsfwAnalyzer
+
+    result = analyze(NsfwAnalyzer(FilterConfig().nsfw), SAMPLES / "carphone_pristine.mp4")
+    assert 0.0 <= result["nsfw_mean"] <= result["nsfw_score"] < 0.5
+
+
+def test_seek_is_frame_accurate_mid_gop():
+    """Each frame of the counter video shows its own number: a range starting mid-GOP must begin
+    with exactly the frame at its start time, identical to the one a full decode gives."""
+    need = FrameNeed(short_side=90, color="gray")
+    full = [f.image(need) for f in iter_frames(str(DATA / "psd_counter_10fps.mp4"))]
+    part = list(iter_frames(str(DATA / "psd_counter_10fps.mp4"), [(1.7, 2.2)]))
+    assert [round(f.time, 2) for f in part] == [1.7, 1.8, 1.9, 2.0, 2.1]
+    for frame in part:
+        assert np.array_equal(frame.image(need), full[round(frame.time * 10)])
+
+
+def test_rotation_and_odd_sizes(tmp_path):
+    src = SAMPLES / "carphone_pristine.mp4"
+    ffmpeg("-i", str(src), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(tmp_path / "rot.mp4"))
+    ffmpeg("-i", str(src), "-vf", "scale=161:121,setsar=1", "-c:v", "libx264", "-pix_fmt", "yuv444p",
+           str(tmp_path / "odd.mp4"))
+    first = next(iter_frames(str(tmp_path / "rot.mp4")))
+    assert first.rotation == 90 and first.image(FrameNeed(color="rgb")).shape == (176, 144, 3)
+    assert first.image(FrameNeed(short_side=72, color="gray")).shape == (88, 72)
+    odd = next(iter_frames(str(tmp_path / "odd.mp4")))
+    assert odd.image(FrameNeed(color="bgr")).shape == (121, 161, 3)
+
+
+def _filter_run(tmp_path, workdir, names, extra=""):
+    inputs = tmp_path / "in"
+    inputs.mkdir(exist_ok=True)
+    for path in names:
+        (inputs / path.name).write_bytes(path.read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", "split:\n  min_s: 0.5\nfilter:\n  nsfw:\n    enabled: false\n" + extra)
+    curate("local", "-w", workdir, "-i", inputs, "-c", cfg, "--no-progress")
+    return cfg, pl.read_parquet(workdir / "metadata" / "clips.parquet")
+
+
+def test_thresholds_change_decisions_without_rerunning(tmp_path, workdir):
+    cfg, table = _filter_run(tmp_path, workdir, [SAMPLES / "flash_3.mp4", DATA / "still_4s.mp4", DATA / "pan_4px.mp4"])
+    by_name = {r["relpath"]: r for r in table.iter_rows(named=True)}
+    assert by_name["flash_3.mp4"]["status"] == "filtered" and by_name["flash_3.mp4"]["reason"].startswith("flash:")
+    assert by_name["still_4s.mp4"]["status"] == "filtered" and "static clip" in by_name["still_4s.mp4"]["reason"]
+    assert by_name["pan_4px.mp4"]["status"] == "ok" and by_name["pan_4px.mp4"]["keep"]
+    done = (workdir / "markers" / "filter" / "00000.done").read_text()
+    # Looser thresholds: only the export changes, the analyzers do not run again.
+    cfg.write_text(cfg.read_text().replace(
+        "filter:\n", "filter:\n  flash:\n    max_flash_ratio: 0.5\n  motion:\n    record_only: true\n"))
+    curate("local", "-w", workdir, "-c", cfg, "-i", tmp_path / "in", "--no-progress")
+    assert (workdir / "markers" / "filter" / "00000.done").read_text() == done
+    table = pl.read_parquet(workdir / "metadata" / "clips.parquet")
+    assert set(table["status"]) == {"ok"} and table["keep"].all()
+    assert table.filter(pl.col("relpath") == "flash_3.mp4")["flash_ratio"][0] > 0.02  # the score is still there
+
+
+def test_cascade_skips_expensive_analyzers(tmp_path, workdir):
+    _, table = _filter_run(tmp_path, workdir, [SAMPLES / "flash_3.mp4", DATA / "pan_4px.mp4"],
+                           "  cascade: true\n")
+    flash = table.filter(pl.col("relpath") == "flash_3.mp4").row(0, named=True)
+    pan = table.filter(pl.col("relpath") == "pan_4px.mp4").row(0, named=True)
+    assert flash["skipped_by"] == "flash" and flash["text_area_max"] is None and flash["status"] == "filtered"
+    assert pan["skipped_by"] is None and pan["text_area_max"] is not None and pan["status"] == "ok"
+
+
+def test_missing_model_package_stops_before_work(tmp_path, workdir, monkeypatch):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.mp4").write_bytes((SAMPLES / "flash_3.mp4").read_bytes())
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "rapidocr_onnxruntime.py").write_text("raise ImportError('blocked for the test', name='rapidocr_onnxruntime')\n")
+    proc = curate("local", "-w", workdir, "-i", inputs, "--no-progress", "--json", check=False,
+                  env={"PYTHONPATH": str(blocker)})
+    assert proc.returncode == 1
+    failed = json.loads((workdir / "markers" / "filter" / "00000.failed").read_text())
+    assert "rapidocr-onnxruntime" in failed["error"] and "scripts/setup.sh" in failed["error"]
+    assert not (workdir / "stages" / "filter" / "part-00000.parquet").exists()
