@@ -150,7 +150,8 @@ def local(
             console.print("[yellow]interrupted[/]: running tasks were stopped and released their claims; "
                           "run the same command again to finish")
             raise typer.Exit(130) from None
-    out, table, incomplete = export(run_dir, plan, fmt)
+    with _clip_progress(enabled=progress and not as_json) as on_clip:
+        out, table, incomplete = export(run_dir, plan, fmt, progress=on_clip)
     doc = {"workdir": str(run_dir.root), "table": str(out), "failed": {str(k): v for k, v in result.failed.items()},
            **summary(table)}
     if as_json:
@@ -190,6 +191,30 @@ class _local_progress:
 
     def __exit__(self, *exc):
         if self.enabled:
+            self.bar.stop()
+        return False
+
+
+class _clip_progress:
+    """A progress bar for writing the kept clips' files at export."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar = enabled, None
+
+    def __enter__(self):
+        return self.update if self.enabled else None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from rich.progress import Progress
+
+            self.bar = Progress(console=_console(True))
+            self.task = self.bar.add_task("clips", total=total)
+            self.bar.start()
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
             self.bar.stop()
         return False
 
@@ -398,7 +423,8 @@ def export_cmd(
     if fmt not in FORMATS:
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run_dir = RunDir.at(workdir)
-    out, table, incomplete = export(run_dir, load_plan(run_dir), fmt, output)
+    with _clip_progress(enabled=not as_json) as on_clip:
+        out, table, incomplete = export(run_dir, load_plan(run_dir), fmt, output, progress=on_clip)
     doc = {"workdir": str(run_dir.root), "table": str(out), "incomplete_indices": incomplete, **summary(table)}
     if as_json:
         print(json.dumps(doc))

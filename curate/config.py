@@ -151,7 +151,7 @@ class MotionFilter(Section):
 
 class OcrFilter(Section):
     enabled: bool = True
-    sample_every_s: float = Field(default=1.0, gt=0)
+    sample_every_s: float = Field(default=2.0, gt=0)
     size: int = Field(default=360, ge=32)
     recognize: bool = True
     lang: str = "ch"
@@ -177,6 +177,18 @@ class FilterConfig(StageSection):
     motion: MotionFilter = Field(default_factory=MotionFilter)
     ocr: OcrFilter = Field(default_factory=OcrFilter)
     nsfw: NsfwFilter = Field(default_factory=NsfwFilter)
+
+
+class ClipsConfig(Section):
+    """Clip files for the kept clips, written by export (decisions are only known then)."""
+
+    enabled: bool = False
+    mode: Literal["reencode", "copy"] = "reencode"
+    resize: Literal["none", "720p", "512", "256"] = "none"
+    fit: Literal["crop", "pad"] = "crop"
+    codec: Literal["libx264", "libx265", "libvpx-vp9"] = "libx264"
+    crf: int = Field(default=20, ge=0, le=63)
+    preset: str = "veryfast"
 
 
 class LocalConfig(Section):
@@ -231,6 +243,7 @@ class Config(Section):
     fetch: FetchConfig = Field(default_factory=FetchConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    clips: ClipsConfig = Field(default_factory=ClipsConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     workdir: str | None = None

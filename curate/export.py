@@ -20,7 +20,8 @@ def final_table(run: RunDir, plan: Plan):
 
     last = plan.stages[-1]
     status = collect_status(run, plan)
-    frames = [pl.read_parquet(run.stage_part(last, i)) for i in sorted(status[last].done)]
+    frames = [pl.read_parquet(run.stage_part(last, i)).with_columns(part=pl.lit(i, dtype=pl.Int64))
+              for i in sorted(status[last].done)]
     missing = []
     for index in range(plan.num_parts):
         if index in status[last].done:
@@ -28,7 +29,7 @@ def final_table(run: RunDir, plan: Plan):
         stopped, why = next(((s, st.failed.get(index) or ("blocked" if index in st.blocked else "not finished"))
                              for s, st in status.items() if index not in st.done), (last, "not finished"))
         units = pl.read_parquet(run.manifest_part(index)).select("video_id", "source", "relpath", "bytes")
-        missing.append(units.with_columns(status=pl.lit("incomplete"),
+        missing.append(units.with_columns(part=pl.lit(index, dtype=pl.Int64), status=pl.lit("incomplete"),
                                           reason=pl.lit(f"index {index} stopped at {stopped}: {why}")))
     table = pl.concat(frames + missing, how="diagonal_relaxed") if frames or missing else pl.DataFrame()
     if "clip_id" in table.columns:
@@ -38,8 +39,13 @@ def final_table(run: RunDir, plan: Plan):
     return apply_decisions(table, plan.config), len(missing)
 
 
-def export(run: RunDir, plan: Plan, fmt: str = "parquet", out: Path | None = None) -> tuple[Path, object, int]:
+def export(run: RunDir, plan: Plan, fmt: str = "parquet", out: Path | None = None,
+           progress=None) -> tuple[Path, object, int]:
     table, incomplete = final_table(run, plan)
+    if plan.config.clips.enabled and "keep" in table.columns:
+        from .materialize import materialize
+
+        table = materialize(run, table, plan.config.clips, progress)
     out = out or run.metadata / f"clips.{fmt}"
     if fmt == "jsonl":
         atomic_write_bytes(out, table.write_ndjson().encode())

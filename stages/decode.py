@@ -61,8 +61,30 @@ def target_size(width: int, height: int, need: FrameNeed, rotation: int) -> tupl
 _FORMATS = {"gray": "gray", "rgb": "rgb24", "bgr": "bgr24"}
 
 
+# Limited-range (16-235) luma to full range, as FFmpeg's own gray conversion does.
+_FULL_RANGE = np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8)
+_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv420p10le", "nv12"}
+
+
+def luma_plane(frame) -> np.ndarray | None:
+    """The decoded Y plane itself, without a colour conversion (8-bit YUV formats only)."""
+    if frame.format.name not in _YUV or frame.format.name.endswith("10le"):
+        return None
+    plane = frame.planes[0]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
 def convert(frame, width: int, height: int, color: str, rotation: int) -> np.ndarray:
-    image = frame.to_ndarray(format=_FORMATS[color], width=width, height=height)
+    luma = luma_plane(frame) if color == "gray" else None
+    if luma is not None:
+        import cv2
+
+        image = cv2.resize(luma, (width, height), interpolation=cv2.INTER_AREA) if (width, height) != (
+            luma.shape[1], luma.shape[0]) else luma
+        if not frame.format.name.startswith("yuvj") and int(getattr(frame, "color_range", 0) or 0) != 2:
+            image = cv2.LUT(image, _FULL_RANGE)
+    else:
+        image = frame.to_ndarray(format=_FORMATS[color], width=width, height=height)
     if rotation:
         # Display matrix rotation is counter-clockwise degrees; np.rot90 with k turns the same way.
         image = np.rot90(image, k=rotation // 90)

@@ -30,21 +30,25 @@ def test_every_bad_input_is_a_row_with_a_reason(bad_media, workdir):
     # Index up front, data cut in half: the clips of the decodable half are kept, and the row says
     # how far decoding got.
     half = videos["truncated_faststart.mp4"]
-    assert {r["status"] for r in half} == {"ok"}
+    assert {r["status"] for r in half} <= {"ok", "filtered"}
     assert all(r["decoded_frames"] < r["num_frames"] == 250 for r in half)
     assert max(r["end_frame"] for r in half) == half[0]["decoded_frames"]
 
-    odd = [r for r in videos["odd_161x121.mp4"] if r["status"] == "ok"]
+    def clips(name):  # clips that were scored (kept or filtered by a threshold)
+        return [r for r in videos[name] if r["status"] in ("ok", "filtered")]
+
+    odd = clips("odd_161x121.mp4")
     assert odd and odd[0]["width"] == 161 and odd[0]["height"] == 121
-    portrait = [r for r in videos["portrait.mp4"] if r["status"] == "ok"]
+    portrait = clips("portrait.mp4")
     assert portrait and (portrait[0]["width"], portrait[0]["height"]) == (144, 176)
-    rotated = [r for r in videos["rotated.mp4"] if r["status"] == "ok"]
+    rotated = clips("rotated.mp4")
     assert rotated and rotated[0]["rotation"] in (90, 270)
     assert (rotated[0]["width"], rotated[0]["height"]) == (144, 176)  # as displayed
-    assert len([r for r in videos["good.mp4"] if r["status"] == "ok"]) == 6
+    assert len(clips("good.mp4")) == 6
+    assert all(r["motion_score"] is not None for r in odd + portrait + rotated)
 
     status = json.loads(curate("status", "-w", workdir, "--json").stdout)
-    for stage in ("fetch", "split"):
+    for stage in ("fetch", "split", "filter"):
         assert status["stages"][stage]["done"] == [0, 1, 2]
         assert status["stages"][stage]["failed"] == {}
 

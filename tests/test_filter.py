@@ -1,6 +1,7 @@
 """Analyzers on real videos, decode-once correctness, and decisions derived at export."""
 
 import json
+import os
 
 import numpy as np
 import polars as pl
@@ -138,3 +139,23 @@ def test_missing_model_package_stops_before_work(tmp_path, workdir, monkeypatch)
     failed = json.loads((workdir / "markers" / "filter" / "00000.failed").read_text())
     assert "rapidocr-onnxruntime" in failed["error"] and "scripts/setup.sh" in failed["error"]
     assert not (workdir / "stages" / "filter" / "part-00000.parquet").exists()
+
+
+def test_clip_files_only_for_kept_clips_with_resize(tmp_path, workdir):
+    import subprocess
+
+    cfg, table = _filter_run(tmp_path, workdir, [SAMPLES / "flash_3.mp4", DATA / "pan_4px.mp4"],
+                             "clips:\n  enabled: true\n  resize: '256'\n  fit: crop\n")
+    kept = table.filter(pl.col("keep"))
+    assert kept["relpath"].to_list() == ["pan_4px.mp4"]
+    assert table.filter(~pl.col("keep") & pl.col("clip_id").is_not_null())["clip_path"].to_list() == [None]
+    (path,) = kept["clip_path"].to_list()
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
+                            "stream=width,height,nb_read_frames", "-of", "json", path],
+                           capture_output=True, text=True, check=True)
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert (stream["width"], stream["height"]) == (256, 256)
+    assert int(stream["nb_read_frames"]) == kept["end_frame"][0] - kept["start_frame"][0]
+    mtime = os.stat(path).st_mtime
+    curate("export", "-w", workdir)  # same settings: the file is kept, not written again
+    assert os.stat(path).st_mtime == mtime

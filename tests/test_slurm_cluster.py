@@ -105,7 +105,7 @@ def test_all_stages_match_the_local_executor(tmp_path, eight_videos):
         script = (folder / f"split-{n:03d}.sbatch").read_text()
         assert f"#SBATCH --dependency=aftercorr:{fetch_chunk['job_id']}\n" in script
     doc = wait_until_settled(workdir)
-    for stage in ("fetch", "split"):
+    for stage in ("fetch", "split", "filter"):
         assert doc["stages"][stage]["done"] == list(range(8)), doc
 
     local = tmp_path / "local-run"
@@ -131,14 +131,15 @@ def test_failed_index_blocks_only_its_successor_then_rerun(tmp_path, eight_video
     assert fetch["done"] == [0, 1, 3] and list(fetch["failed"]) == ["2"]
     assert fetch["failed"]["2"].startswith("FAILED") and "fetch[2] failed" in fetch["failed"]["2"]
     assert split["done"] == [0, 1, 3] and split["blocked"] == [2] and split["failed"] == {}
+    assert doc["stages"]["filter"]["blocked"] == [2]
     text = curate("status", "-w", workdir).stdout
     assert "fetch[2] FAILED" in text and "blocked by a failed earlier stage: 2" in text
 
     part.write_bytes(good)
     rerun = json.loads(curate("rerun", "-w", workdir, "--failed", "--json").stdout)
-    assert rerun["indices"] == "2" and list(rerun["stages"]) == ["fetch", "split"]
+    assert rerun["indices"] == "2" and list(rerun["stages"]) == ["fetch", "split", "filter"]
     doc = wait_until_settled(workdir)
-    assert doc["stages"]["split"]["done"] == [0, 1, 2, 3]
+    assert doc["stages"]["filter"]["done"] == [0, 1, 2, 3]
     result = table(workdir)
     assert "incomplete" not in result["status"].to_list()
     assert result["clip_id"].drop_nulls().is_duplicated().sum() == 0

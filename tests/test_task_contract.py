@@ -173,6 +173,7 @@ def test_failure_writes_marker_and_blocks_downstream(inputs, workdir):
     assert list(status["split"]["failed"]) == ["1"] and status["split"]["not_started"] == [0]
     # the final table keeps index 1's videos as incomplete rows with the reason
     curate("run", "-w", workdir, "--stage", "split", "--index", "0")
+    curate("run", "-w", workdir, "--stage", "filter", "--index", "0")
     doc = json.loads(curate("export", "-w", workdir, "--json").stdout)
     assert doc["incomplete_indices"] == 1
     table = pl.read_parquet(doc["table"])

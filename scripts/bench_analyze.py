@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""The whole CPU path against one plain ffmpeg decode of the same files, measured in this run.
+
+    .venv/bin/python scripts/bench_analyze.py [VIDEO_OR_DIR ...]   (default: samples/ and tests/data/)
+
+Runs the split stage's shot detection and the filter stage's decode pass with every analyzer
+(flash, motion, OCR and NSFW at their default sampling) on each file, and prints frames/s, the
+time ratio to `ffmpeg -threads 1 -i F -f null -` (goal: at most 2x) and a per-analyzer cost
+table. Figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from curate.config import validate_config  # noqa: E402
+from stages.analyzers import build_analyzers  # noqa: E402
+from stages.filter import FilterStage  # noqa: E402
+from stages.probe import probe  # noqa: E402
+from stages.split import detect_shots, windows  # noqa: E402
+
+
+def ffmpeg_decode_s(path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-threads", "1", "-i", str(path), "-an", "-f", "null", "-"],
+                   check=True)
+    return time.perf_counter() - start
+
+
+def timed_analyzers(cfg, costs: dict[str, float]):
+    """The real analyzers, each feed/end wrapped with a stopwatch."""
+    analyzers = build_analyzers(cfg)
+    for analyzer in analyzers:
+        analyzer.check()
+        for method in ("feed", "end"):
+            original = getattr(analyzer, method)
+
+            def wrapper(*args, _original=original, _name=analyzer.name):
+                start = time.perf_counter()
+                try:
+                    return _original(*args)
+                finally:
+                    costs[_name] += time.perf_counter() - start
+
+            setattr(analyzer, method, wrapper)
+    return analyzers
+
+
+def main(argv: list[str]) -> None:
+    targets = [Path(a) for a in argv] or [REPO / "samples", REPO / "tests" / "data"]
+    files = sorted(f for t in targets for f in ([t] if t.is_file() else t.glob("*.mp4")))
+    config = validate_config({})
+    stage = FilterStage.__new__(FilterStage)  # the stage's own decode loop, without a run directory
+    stage.cfg = config.filter
+    costs: dict[str, float] = defaultdict(float)
+    stage.analyzers = timed_analyzers(config.filter, costs)
+    print(f"{'file':28} {'frames':>6} {'size':>10} {'ffmpeg fps':>10} {'path fps':>9} {'ratio':>6}")
+    total = defaultdict(float)
+    for f in files:
+        facts, reason = probe(f)
+        if reason:
+            continue
+        base = ffmpeg_decode_s(f)
+        start = time.perf_counter()
+        shots = detect_shots(str(f), config.split, facts["width"], facts["height"], facts["fps"])
+        split_s = time.perf_counter() - start
+        clips = []
+        for a, b in shots.ranges:
+            for ca, cb, drop in windows(a, b, facts["fps"], config.split.min_s, config.split.max_s):
+                if not drop:
+                    clips.append({"clip_id": f"{ca}", "start_s": shots.time_at(ca, facts["fps"]),
+                                  "end_s": shots.time_at(cb, facts["fps"]), "clip_duration_s": 0.0,
+                                  "width": facts["width"], "height": facts["height"]})
+        before = sum(costs.values())
+        start = time.perf_counter()
+        stage._video(str(f), clips)
+        filter_s = time.perf_counter() - start
+        analyzers_s = sum(costs.values()) - before
+        seconds = split_s + filter_s
+        total["ffmpeg"] += base
+        total["split"] += split_s
+        total["filter decode"] += filter_s - analyzers_s
+        total["frames"] += shots.decoded
+        print(f"{f.name:28} {shots.decoded:6d} {facts['width']:>4}x{facts['height']:<5} "
+              f"{shots.decoded / base:10.0f} {shots.decoded / seconds:9.0f} {seconds / base:6.2f}")
+    whole = total["split"] + total["filter decode"] + sum(costs.values())
+    print(f"{'TOTAL':28} {int(total['frames']):6d} {'':10} {total['frames'] / total['ffmpeg']:10.0f} "
+          f"{total['frames'] / whole:9.0f} {whole / total['ffmpeg']:6.2f}")
+    print("\nper-analyzer cost (share of the whole path; x = seconds / ffmpeg -threads 1 decode seconds)")
+    rows = [("split (decode + detector + flash guard)", total["split"]),
+            ("filter decode + frame conversion", total["filter decode"])] + sorted(costs.items(), key=lambda kv: -kv[1])
+    for name, seconds in rows:
+        print(f"  {name:42} {seconds:7.2f} s  {100 * seconds / whole:5.1f} %  {seconds / total['ffmpeg']:5.2f}x")
+    print(f"  {'ffmpeg -threads 1 -f null (baseline)':42} {total['ffmpeg']:7.2f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
