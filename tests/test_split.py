@@ -117,3 +117,22 @@ def test_cut_writes_clip_files_of_the_right_length(tmp_path, workdir):
         assert abs(int(stream["nb_read_frames"]) - (row["end_frame"] - row["start_frame"])) <= 1
         assert (stream["width"], stream["height"]) == (640, 360)
     assert {r for r in table["boundary"]} == {"start", "shot", "window"}
+
+
+def test_variable_frame_rate_times_are_presentation_times():
+    """On a VFR file, clip start times are the PTS of the start frame, not index / fps."""
+    from curate.config import SplitConfig
+    from stages.probe import probe
+    from stages.split import detect_shots
+
+    path = DATA / "katna_elephantsdream_vfr.mp4"
+    with open(DATA / "katna_elephantsdream_vfr.cuts.csv") as fh:
+        truth = {int(r["frame"]): float(r["time_s"]) for r in csv.DictReader(fh)}
+    facts, _ = probe(path)
+    shots = detect_shots(str(path), SplitConfig(), facts["width"], facts["height"], facts["fps"])
+    found = [a for a, _ in shots.ranges[1:]]
+    matched = [c for c in found if c in truth]
+    assert len(matched) >= 3, found
+    for cut in matched:
+        assert shots.time_at(cut, facts["fps"]) == pytest.approx(truth[cut], abs=0.002)
+        assert abs(cut / facts["fps"] - truth[cut]) > 0.01  # index / fps would be off
