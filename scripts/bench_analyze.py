@@ -11,7 +11,6 @@ table. Figures only; nothing is asserted.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -20,18 +19,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_split import ffmpeg_decode_s  # noqa: E402  (same baseline as the split benchmark)
 from curate.config import validate_config  # noqa: E402
 from stages.analyzers import build_analyzers  # noqa: E402
 from stages.filter import FilterStage  # noqa: E402
 from stages.probe import probe  # noqa: E402
 from stages.split import detect_shots, windows  # noqa: E402
-
-
-def ffmpeg_decode_s(path: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-threads", "1", "-i", str(path), "-an", "-f", "null", "-"],
-                   check=True)
-    return time.perf_counter() - start
 
 
 def timed_analyzers(cfg, costs: dict[str, float]):
