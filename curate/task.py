@@ -36,8 +36,11 @@ class TaskInterrupted(BaseException):
         self.signum = signum
 
 
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
 @contextmanager
-def signals_raise(signums=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)):
+def signals_raise(signums=HANDLED_SIGNALS):
     def handler(signum, _frame):
         raise TaskInterrupted(signum)
 
@@ -83,41 +86,55 @@ def run_task(run: RunDir, stage: str, index: int, plan_path: Path | None = None,
         log(f"{stage}[{index}] is already done")
         return Outcome.ALREADY_DONE
 
-    claim, holder = markers.try_claim(run.marker(stage, index, "claim"), job_alive)
-    if claim is None:
-        log(f"{stage}[{index}] is being run by {holder.get('job_id') or 'pid ' + str(holder.get('pid'))} "
-            f"on {holder.get('host')}; leaving it alone")
-        return Outcome.BUSY
+    with signals_raise():
+        # Signals stay blocked while the claim is taken, and arrive only inside the try below,
+        # so a Ctrl-C or scancel at any moment can never leave a claim without its release.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            claim, holder = markers.try_claim(run.marker(stage, index, "claim"), job_alive)
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        if claim is None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            log(f"{stage}[{index}] is being run by {holder.get('job_id') or 'pid ' + str(holder.get('pid'))} "
+                f"on {holder.get('host')}; leaving it alone")
+            return Outcome.BUSY
+        return _run_claimed(run, plan, stage, index, fingerprint, claim, mask, log)
 
+
+def _run_claimed(run: RunDir, plan: Plan, stage: str, index: int, fingerprint: str, claim: markers.Claim,
+                 mask, log: Callable[[str], None]) -> Outcome:
+    """Steps 3 and 4 of the contract, for a claim we hold; signals are still blocked on entry."""
     from stages import STAGES
     from stages.base import TaskContext
 
     started = time.time()
     ctx = TaskContext(run=run, plan=plan, stage=stage, index=index, log=log)
     try:
-        with signals_raise():
-            claim.start_heartbeat()
-            # Someone may have finished it between our done check and our claim.
-            if is_done(run, stage, index, fingerprint):
-                return Outcome.ALREADY_DONE
-            impl = STAGES[stage].load()(ctx)
-            impl.check()
-            rows_in = read_input(run, plan, stage, index)
-            rows_out = impl.run(rows_in)
-            if not claim.still_ours():
-                raise CurateError(f"{stage}[{index}]: our claim was broken by another task while we worked; "
-                                  "its result wins and ours is discarded (is CURATE_CLAIM_TTL_S too short?)")
-            atomic_write_parquet(run.stage_part(stage, index), rows_out)
-            finished = time.time()
-            markers.write_done(run, stage, index, {
-                "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
-                "started": started, "finished": finished, "seconds": round(finished - started, 3),
-                "rows_in": rows_in.height, "rows_out": rows_out.height,
-                "status_counts": status_counts(rows_out), **ctx.stats,
-            })
-            log(f"{stage}[{index}] done in {finished - started:.1f} s: {rows_in.height} rows in, "
-                f"{rows_out.height} out {status_counts(rows_out)}")
-            return Outcome.DONE
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending signal is raised here, inside the try
+        claim.start_heartbeat()
+        # Someone may have finished it between our done check and our claim.
+        if is_done(run, stage, index, fingerprint):
+            return Outcome.ALREADY_DONE
+        impl = STAGES[stage].load()(ctx)
+        impl.check()
+        rows_in = read_input(run, plan, stage, index)
+        rows_out = impl.run(rows_in)
+        if not claim.still_ours():
+            raise CurateError(f"{stage}[{index}]: our claim was broken by another task while we worked; "
+                              "its result wins and ours is discarded (is CURATE_CLAIM_TTL_S too short?)")
+        atomic_write_parquet(run.stage_part(stage, index), rows_out)
+        finished = time.time()
+        markers.write_done(run, stage, index, {
+            "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
+            "started": started, "finished": finished, "seconds": round(finished - started, 3),
+            "rows_in": rows_in.height, "rows_out": rows_out.height,
+            "status_counts": status_counts(rows_out), **ctx.stats,
+        })
+        log(f"{stage}[{index}] done in {finished - started:.1f} s: {rows_in.height} rows in, "
+            f"{rows_out.height} out {status_counts(rows_out)}")
+        return Outcome.DONE
     except (TaskInterrupted, UpstreamNotDone):
         raise  # no failure record: an interrupted task is requeued or rerun, an early one simply waits
     except BaseException as exc:
