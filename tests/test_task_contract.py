@@ -119,6 +119,7 @@ def test_kill_9_mid_task_then_rerun(inputs, workdir):
 
     rerun = curate("run", "-w", workdir, "--stage", "split", "--index", "0")
     assert "done in" in rerun.stdout
+    curate("run", "-w", workdir, "--stage", "filter", "--index", "0")
     curate("export", "-w", workdir)
     table = pl.read_parquet(workdir / "metadata" / "clips.parquet")
     assert table["clip_id"].drop_nulls().is_duplicated().sum() == 0
