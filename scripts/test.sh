@@ -13,4 +13,4 @@ if [ -z "${SLURM_CONF:-}" ] && [ "${CURATE_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)
 elif [ -z "${SLURM_CONF:-}" ]; then
   echo "note: no Slurm cluster for the tests (needs root, or export SLURM_CONF); its tests are skipped" >&2
 fi
-.venv/bin/python -m pytest -q -ra tests
+.venv/bin/python -m pytest -q -ra --durations=12 tests
