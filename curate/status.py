@@ -71,6 +71,8 @@ def index_state(run: RunDir, plan: Plan, stage: str, index: int, upstream_state:
         if stale is None:
             return "running", None, None
         known = scheduler.task_state(stage, index) if scheduler else None
+        if known and known[0] in ("pending", "running"):
+            return known[0], known[1], None  # a resubmitted task will break the stale claim
         if known and known[0] == "failed":
             return "failed", f"{known[1]}; task died without a marker ({stale})", None
         return "failed", f"task died without a marker ({stale})", None

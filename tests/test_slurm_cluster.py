@@ -4,6 +4,7 @@ scripts/test.sh starts the cluster and exports SLURM_CONF; without one these tes
 unless CURATE_REQUIRE_SLURM=1 (as in CI), where a missing cluster is a failure.
 """
 
+import getpass
 import json
 import os
 import shutil
@@ -34,6 +35,18 @@ def cluster():
         if os.environ.get("CURATE_REQUIRE_SLURM") == "1":
             pytest.fail(problem)
         pytest.skip(problem + "; scripts/test.sh starts one")
+
+
+@pytest.fixture(autouse=True)
+def empty_queue():
+    """Each test starts and ends with no job of ours left in the queue."""
+    yield
+    subprocess.run(["scancel", "--user", getpass.getuser()], check=False)
+    deadline = time.time() + 60
+    while subprocess.run(["squeue", "-h", "--user", getpass.getuser()], capture_output=True, text=True).stdout.strip():
+        if time.time() > deadline:
+            break
+        time.sleep(0.5)
 
 
 def slurm_config(tmp_path, extra=""):
