@@ -26,7 +26,7 @@ from stages.split import detect_shots  # noqa: E402
 def ffmpeg_decode_s(path: Path) -> float:
     start = time.perf_counter()
     subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-threads", "1", "-i", str(path), "-an", "-f", "null", "-"],
-                   check=True)
+                   check=True, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
