@@ -87,13 +87,18 @@ def test_flash_guard_drops_flash_cuts_pyscenedetect_makes():
     assert len(guarded.ranges) == 1 and guarded.flash_cuts == [s for s, _ in unguarded.ranges[1:]]
 
 
-def test_local_run_records_boundaries(tmp_path, workdir):
+def _split_cuts_6shots(tmp_path, workdir, split_yaml: str):
+    """`curate local` over cuts_6shots with these split settings (no filter); the ok clips."""
     inp = tmp_path / "in"
     inp.mkdir()
     (inp / "cuts.mp4").write_bytes((SAMPLES / "cuts_6shots.mp4").read_bytes())
-    cfg = write_config(tmp_path / "c.yaml", "split:\n  max_s: 1.5\nfilter:\n  enabled: false\n")
+    cfg = write_config(tmp_path / "c.yaml", f"split:\n{split_yaml}filter:\n  enabled: false\n")
     curate("local", "-w", workdir, "-i", inp, "-c", cfg, "--no-progress")
-    table = pl.read_parquet(workdir / "metadata" / "clips.parquet").filter(pl.col("status") == "ok")
+    return pl.read_parquet(workdir / "metadata" / "clips.parquet").filter(pl.col("status") == "ok")
+
+
+def test_local_run_records_boundaries(tmp_path, workdir):
+    table = _split_cuts_6shots(tmp_path, workdir, "  max_s: 1.5\n")
     shots = table.filter(pl.col("boundary") == "shot")["start_frame"].to_list()
     assert shots == [60, 120, 170, 230, 275]
     assert set(table["boundary"]) == {"start", "shot", "window"}
@@ -101,12 +106,7 @@ def test_local_run_records_boundaries(tmp_path, workdir):
 
 
 def test_cut_writes_clip_files_of_the_right_length(tmp_path, workdir):
-    inp = tmp_path / "in"
-    inp.mkdir()
-    (inp / "cuts.mp4").write_bytes((SAMPLES / "cuts_6shots.mp4").read_bytes())
-    cfg = write_config(tmp_path / "c.yaml", "split:\n  cut: true\n  max_s: 2.0\nfilter:\n  enabled: false\n")
-    curate("local", "-w", workdir, "-i", inp, "-c", cfg, "--no-progress")
-    table = pl.read_parquet(workdir / "metadata" / "clips.parquet").filter(pl.col("status") == "ok")
+    table = _split_cuts_6shots(tmp_path, workdir, "  cut: true\n  max_s: 2.0\n")
     assert table.height >= 6
     for row in table.iter_rows(named=True):
         assert row["clip_duration_s"] <= 2.0
