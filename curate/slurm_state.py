@@ -53,7 +53,6 @@ class SlurmView:
     def __init__(self, run: RunDir, min_interval: float = 5.0):
         self.run = run
         self.note: str | None = None
-        self.by_task: dict[str, tuple[str, int]] = {}  # "J_T" -> (stage, index), latest submission only
         latest: dict[tuple[str, int], str] = {}
         self.chunk_jobs: set[str] = set()
         for sub in load_submissions(run):
@@ -64,7 +63,8 @@ class SlurmView:
                     self.chunk_jobs.add(chunk["job_id"])
                     for task in chunk["task_ids"]:
                         latest[(stage, chunk["offset"] + task)] = f"{chunk['job_id']}_{task}"
-        self.by_task = {job: key for key, job in latest.items()}
+        # "J_T" -> (stage, index), latest submission of each (stage, index) only
+        self.by_task: dict[str, tuple[str, int]] = {job: key for key, job in latest.items()}
         self.task_of = latest
         self.min_interval = min_interval
         self._interval = min_interval

@@ -126,14 +126,14 @@ def _run_claimed(run: RunDir, plan: Plan, stage: str, index: int, fingerprint: s
                               "its result wins and ours is discarded (is CURATE_CLAIM_TTL_S too short?)")
         atomic_write_parquet(run.stage_part(stage, index), rows_out)
         finished = time.time()
+        counts = status_counts(rows_out)
         markers.write_done(run, stage, index, {
             "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
             "started": started, "finished": finished, "seconds": round(finished - started, 3),
-            "rows_in": rows_in.height, "rows_out": rows_out.height,
-            "status_counts": status_counts(rows_out), **ctx.stats,
+            "rows_in": rows_in.height, "rows_out": rows_out.height, "status_counts": counts, **ctx.stats,
         })
         log(f"{stage}[{index}] done in {finished - started:.1f} s: {rows_in.height} rows in, "
-            f"{rows_out.height} out {status_counts(rows_out)}")
+            f"{rows_out.height} out {counts}")
         return Outcome.DONE
     except (TaskInterrupted, UpstreamNotDone):
         raise  # no failure record: an interrupted task is requeued or rerun, an early one simply waits

@@ -89,7 +89,7 @@ class FilterStage(Stage):
 
     def _finish(self, clip: dict) -> dict:
         out: dict = {}
-        reason = basic_rejects(clip, self.cfg) if self.cfg.cascade else None
+        reason = None  # clips that fail duration/resolution under the cascade never get here
         for analyzer in self.analyzers:
             if self.cfg.cascade and reason and analyzer.cost >= EXPENSIVE_COST:
                 out.setdefault("skipped_by", reason.split(":")[0])
