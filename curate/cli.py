@@ -95,8 +95,9 @@ def run(
 ):
     """Run one task: one stage for one index. Idempotent; what compute nodes execute."""
     from .rundir import RunDir
-    from .slurm_state import slurm_job_alive
-    from .task import TaskInterrupted, run_task
+    from .secrets import scrub
+    from .slurm_cli import job_alive
+    from .task import RequeueLimitReached, TaskInterrupted, run_task
 
     if index is None:
         env = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -104,8 +105,12 @@ def run(
             raise CurateError("no --index given and SLURM_ARRAY_TASK_ID is not set")
         index = int(env)
     try:
-        run_task(RunDir.at(workdir), stage, index, plan, job_alive=slurm_job_alive,
-                 log=lambda m: print(m, flush=True))
+        run_task(RunDir.at(workdir), stage, index, plan, job_alive=job_alive,
+                 log=lambda m: print(scrub(m), flush=True))
+    except RequeueLimitReached as exc:
+        print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(exc.exit_code)  # as below: no interpreter teardown under running decoder threads
     except TaskInterrupted as exc:
         print(f"{stage}[{index}] stopped by {exc}; claim released, nothing written", file=sys.stderr, flush=True)
         sys.stdout.flush()
@@ -114,8 +119,8 @@ def run(
     except CurateError:
         raise
     except Exception as exc:
-        print(f"{stage}[{index}] failed: {type(exc).__name__}: {exc} "
-              f"(traceback in markers/{stage}/{index:05d}.failed)", file=sys.stderr)
+        print(scrub(f"{stage}[{index}] failed: {type(exc).__name__}: {exc} "
+                    f"(traceback in markers/{stage}/{index:05d}.failed)"), file=sys.stderr)
         raise typer.Exit(1) from None
 
 
@@ -326,6 +331,11 @@ def _report_submission(sub, as_json: bool, dry_run: bool) -> None:
     if as_json:
         print(json.dumps(doc))
         return
+    if sub.already_done:
+        _console(stderr=True).print(f"left out {sub.already_done} indices already done in every stage submitted")
+    if not sub.stages:
+        _console(stderr=True).print("every index is already done: nothing submitted")
+        return
     if dry_run:
         return
     console = _console()
@@ -398,12 +408,6 @@ def rerun(
         chosen = [i for i in chosen if i not in busy]
         if not chosen:
             return
-    if stage is None:  # start at the first stage where any chosen index is not done
-        stages = [s for s in stages if set(chosen) - set(doc["stages"][s]["done"])]
-        stages = plan.stages[plan.stages.index(stages[0]):] if stages else []
-    if not stages:
-        _console(stderr=True).print("every chosen index is already done")
-        return
     sub = slurm_submit(run_dir, plan, stages, chosen, dry_run=dry_run)
     _report_submission(sub, as_json, dry_run)
 
@@ -439,7 +443,9 @@ def main() -> None:
     try:
         app()
     except CurateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .secrets import scrub
+
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
 
 

@@ -1,46 +1,21 @@
 """The run configuration: one YAML file validated into typed objects.
 
 Every section forbids unknown keys, so a typo is an error that names the key instead of
-a silently ignored setting. Secrets never live here: they are read from the environment.
+a silently ignored setting. Run-wide sections live here; each stage's section is its own
+config model, taken from the stage registry (stages/__init__.py). Secrets never live here:
+they are read from the environment (curate.secrets).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-
-# Environment variables that may hold secrets; their values are scrubbed from anything we write.
-SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-               "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
-
-
-def parse_bytes(value: Any) -> int:
-    """'2GB', '500MiB', '1.5g' or an int -> bytes."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 2GB or 500MiB")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("size must be >= 0")
-        return int(value)
-    match = _SIZE_RE.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a size; use a number of bytes or e.g. 2GB, 500MiB")
-    unit = (match.group(2) or "").lower().rstrip("b")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from .sections import Section, StageSection, parse_bytes, subsections
 
 
 class InputConfig(Section):
@@ -70,113 +45,6 @@ class InputConfig(Section):
 
     def has_source(self) -> bool:
         return bool(self.dir or self.shards or self.shards_file)
-
-
-class StageSection(Section):
-    enabled: bool = True
-
-
-class FetchConfig(StageSection):
-    max_archive_bytes: int = 50 * 1000**3
-    max_archive_members: int = Field(default=100_000, ge=1)
-
-    _norm_size = field_validator("max_archive_bytes", mode="before")(lambda cls, v: parse_bytes(v))
-
-
-class SplitConfig(StageSection):
-    kind: Literal["pyscenedetect", "transnetv2"] = "pyscenedetect"
-    threshold: float = Field(default=3.0, gt=0)
-    min_scene_len: int = Field(default=15, ge=1)
-    downscale: int = Field(default=0, ge=0)
-    transnet_threshold: float = Field(default=0.5, gt=0, lt=1)
-    device: str = "cpu"
-    batch_size: int = Field(default=4, ge=1)
-    flash_guard: bool = True
-    flash_max_frames: int = Field(default=8, ge=1)
-    flash_brightness_delta: float = Field(default=40.0, gt=0)
-    min_s: float = Field(default=1.0, gt=0)
-    max_s: float = Field(default=10.0, gt=0)
-    cut: bool = False
-    cut_mode: Literal["reencode", "copy"] = "reencode"
-    crf: int = Field(default=20, ge=0, le=51)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if v != "cpu" and not re.match(r"^cuda(:\d+)?$", v):
-            raise ValueError("use cpu, cuda or cuda:N")
-        return v
-
-    @model_validator(mode="after")
-    def _range(self) -> "SplitConfig":
-        if self.max_s < self.min_s:
-            raise ValueError(f"split.max_s ({self.max_s}) must be >= split.min_s ({self.min_s})")
-        return self
-
-
-def Decision(default, **kw):
-    """A threshold: used when deciding keep/drop at export, so it is not part of the stage's
-    fingerprint (changing it re-runs no analyzer), unless the cascade uses it to skip work."""
-    return Field(default=default, json_schema_extra={"decision": True}, **kw)
-
-
-def fingerprint_fields(section: BaseModel, with_decisions: bool) -> dict:
-    out = {}
-    for name, field in type(section).model_fields.items():
-        if not with_decisions and (field.json_schema_extra or {}).get("decision"):
-            continue
-        value = getattr(section, name)
-        out[name] = fingerprint_fields(value, with_decisions) if isinstance(value, BaseModel) else value
-    return json.loads(json.dumps(out, default=str))
-
-
-class FlashFilter(Section):
-    enabled: bool = True
-    sample_stride: int = Field(default=1, ge=1)
-    brightness_delta: float = Field(default=40.0, gt=0)
-    return_frames: int = Field(default=4, ge=1)
-    max_flash_ratio: float = Decision(0.02, ge=0, le=1)
-    record_only: bool = Decision(False)
-
-
-class MotionFilter(Section):
-    enabled: bool = True
-    pairs_per_s: float = Field(default=2.0, gt=0)
-    size: int = Field(default=160, ge=16)
-    method: Literal["dis", "farneback"] = "dis"
-    min_score: float = Decision(0.0005, ge=0)
-    max_score: float | None = Decision(None, gt=0)
-    record_only: bool = Decision(False)
-
-
-class OcrFilter(Section):
-    enabled: bool = True
-    sample_every_s: float = Field(default=2.0, gt=0)
-    size: int = Field(default=360, ge=32)
-    recognize: bool = True
-    lang: str = "ch"
-    use_gpu: bool = False
-    min_confidence: float = Field(default=0.5, ge=0, le=1)
-    text_area_threshold: float = Decision(0.02, ge=0, le=1)
-    record_only: bool = Decision(False)
-
-
-class NsfwFilter(Section):
-    enabled: bool = True
-    sample_every_s: float = Field(default=2.0, gt=0)
-    threshold: float = Decision(0.8, ge=0, le=1)
-    record_only: bool = Decision(False)
-
-
-class FilterConfig(StageSection):
-    cascade: bool = False
-    min_duration_s: float | None = Decision(None, ge=0)
-    max_duration_s: float | None = Decision(None, gt=0)
-    min_short_side: int | None = Decision(None, ge=1)
-    flash: FlashFilter = Field(default_factory=FlashFilter)
-    motion: MotionFilter = Field(default_factory=MotionFilter)
-    ocr: OcrFilter = Field(default_factory=OcrFilter)
-    nsfw: NsfwFilter = Field(default_factory=NsfwFilter)
 
 
 class ClipsConfig(Section):
@@ -236,20 +104,19 @@ class SlurmConfig(Section):
     defaults: SlurmResources = Field(default_factory=SlurmResources)
     stages: dict[str, SlurmResources] = Field(default_factory=dict)
     max_array_size: int | None = Field(default=None, ge=1)
+    # A task stopped at its time limit (or preempted) is requeued at most this many times.
+    max_requeues: int = Field(default=3, ge=0)
 
 
-class Config(Section):
+class RunConfig(Section):
     input: InputConfig = Field(default_factory=InputConfig)
-    fetch: FetchConfig = Field(default_factory=FetchConfig)
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    filter: FilterConfig = Field(default_factory=FilterConfig)
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     workdir: str | None = None
 
     @model_validator(mode="after")
-    def _known_slurm_stages(self) -> "Config":
+    def _known_slurm_stages(self) -> "RunConfig":
         from stages import STAGE_ORDER
 
         unknown = sorted(set(self.slurm.stages) - set(STAGE_ORDER))
@@ -262,6 +129,16 @@ class Config(Section):
 
     def to_plain(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def _compose() -> type[RunConfig]:
+    from stages import STAGES
+
+    return subsections("Config", RunConfig, {name: spec.config_model() for name, spec in STAGES.items()})
+
+
+# The whole config: run-wide sections plus one section per registered stage.
+Config = _compose()
 
 
 def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
@@ -311,8 +188,3 @@ def load_config(path: str | Path | None) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     return validate_config(data, source=str(path))
-
-
-def stable_hash(obj: Any) -> str:
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,54 +1,93 @@
 """Keep or drop, derived from stored scores and the thresholds at export time.
 
-Nothing here runs a model: changing a threshold and exporting again is enough.
+Every threshold is a `Check`: a polars expression over stored columns that is true where a clip
+fails, and one that says why. Export, calibration and retention previews evaluate all checks over
+a whole table in one pass; a clip's `reason` lists every check it fails. Nothing here runs a
+model: changing a threshold and exporting again is enough.
 """
 
 from __future__ import annotations
 
-
-def basic_rejects(clip: dict, cfg) -> str | None:
-    """Checks that need no decode: duration and resolution."""
-    duration = clip.get("clip_duration_s")
-    if cfg.min_duration_s is not None and duration is not None and duration < cfg.min_duration_s:
-        return f"duration: {duration:.2f} s < min_duration_s {cfg.min_duration_s:g}"
-    if cfg.max_duration_s is not None and duration is not None and duration > cfg.max_duration_s:
-        return f"duration: {duration:.2f} s > max_duration_s {cfg.max_duration_s:g}"
-    short = min(clip.get("width") or 0, clip.get("height") or 0)
-    if cfg.min_short_side is not None and short < cfg.min_short_side:
-        return f"resolution: short side {short} px < min_short_side {cfg.min_short_side}"
-    return None
+from dataclasses import dataclass
+from typing import Any
 
 
-def clip_reason(clip: dict, cfg, analyzers) -> str | None:
-    """The first filter (cheapest first) that rejects this clip, or None to keep it."""
-    reason = basic_rejects(clip, cfg)
-    if reason:
-        return reason
-    for analyzer in analyzers:
-        if all(clip.get(col) is not None for col in analyzer.columns if col != "text"):
-            reason = analyzer.rejects({col: clip.get(col) for col in analyzer.columns})
-            if reason:
-                return reason
-    return None
+@dataclass(frozen=True)
+class Check:
+    name: str  # the analyzer or rule, e.g. "flash"
+    columns: tuple[str, ...]  # stored columns it reads; a table without them skips the check
+    fails: Any  # pl.Expr, true where the clip fails (null = not measured = passes)
+    reason: Any  # pl.Expr, the reason text where it fails
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def above(name: str, column: str, limit: float, key: str, digits: int = 3, label: str = "") -> Check:
+    """Fails where `column` > `limit` (config key `key`)."""
+    import polars as pl
+
+    value = pl.col(column).round(digits).cast(pl.Utf8)
+    text = pl.format(f"{name}: {label}{column} {{}} > {key} {_fmt(limit)}", value)
+    return Check(name, (column,), pl.col(column) > limit, text)
+
+
+def below(name: str, column: str, limit: float, key: str, digits: int = 3, label: str = "") -> Check:
+    """Fails where `column` < `limit` (config key `key`)."""
+    import polars as pl
+
+    value = pl.col(column).round(digits).cast(pl.Utf8)
+    text = pl.format(f"{name}: {label}{column} {{}} < {key} {_fmt(limit)}", value)
+    return Check(name, (column,), pl.col(column) < limit, text)
+
+
+def run_checks(config) -> list[Check]:
+    """Every check of every enabled stage of this config."""
+    from stages import STAGES
+
+    checks: list[Check] = []
+    for name, spec in STAGES.items():
+        section = config.stage_section(name)
+        if section.enabled:
+            checks += spec.load().checks(section)
+    return checks
+
+
+def failing_reasons(checks: list[Check], columns) -> Any:
+    """pl.Expr: the list of reasons of the checks a row fails (empty when it passes them all)."""
+    import polars as pl
+
+    usable = [c for c in checks if all(col in columns for col in c.columns)]
+    if not usable:
+        return pl.lit([], dtype=pl.List(pl.Utf8))
+    parts = [pl.when(c.fails.fill_null(False)).then(c.reason).otherwise(pl.lit(None, dtype=pl.Utf8))
+             for c in usable]
+    return pl.concat_list(parts).list.drop_nulls()
+
+
+def first_failure(checks: list[Check], row: dict) -> str | None:
+    """For one clip's scores (the cascade): the reason of the first failing check, or None."""
+    import polars as pl
+
+    if not checks:
+        return None
+    table = pl.DataFrame([row])
+    reasons = table.select(failing_reasons(checks, table.columns).alias("r"))["r"][0]
+    return reasons[0] if reasons is not None and len(reasons) else None
 
 
 def apply_decisions(table, config):
-    """Clips that fail a threshold become status `filtered` with the reason; `keep` marks the rest."""
+    """Clips that fail any check become status `filtered` with every reason; `keep` marks the rest."""
     import polars as pl
 
     if "clip_id" not in table.columns:  # nothing got as far as clips
         return table.with_columns(keep=pl.lit(False))
-    from stages.analyzers import build_analyzers
-
-    analyzers = build_analyzers(config.filter) if config.filter.enabled else []
-    statuses, reasons = [], []
-    for row in table.iter_rows(named=True):
-        status, reason = row["status"], row["reason"]
-        if status == "ok" and row.get("clip_id"):
-            why = clip_reason(row, config.filter, analyzers)
-            if why:
-                status, reason = "filtered", why
-        statuses.append(status)
-        reasons.append(reason)
-    return table.with_columns(status=pl.Series(statuses, dtype=pl.Utf8), reason=pl.Series(reasons, dtype=pl.Utf8),
-                              keep=pl.Series([s == "ok" for s in statuses]) & pl.col("clip_id").is_not_null())
+    reasons = failing_reasons(run_checks(config), table.columns)
+    candidate = (pl.col("status") == "ok") & pl.col("clip_id").is_not_null()
+    rejected = candidate & (reasons.list.len() > 0)
+    table = table.with_columns(
+        status=pl.when(rejected).then(pl.lit("filtered")).otherwise(pl.col("status")),
+        reason=pl.when(rejected).then(reasons.list.join("; ")).otherwise(pl.col("reason")),
+    )
+    return table.with_columns(keep=(pl.col("status") == "ok") & pl.col("clip_id").is_not_null())

@@ -6,14 +6,14 @@ so one index is not stuck with all the big files; archive shards are grouped in 
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import InputConfig, stable_hash
+from .config import InputConfig
+from .hashing import stable_hash, stable_id
 from .errors import CurateError
 from .rundir import RunDir, atomic_write_json, atomic_write_parquet, read_json
 
@@ -28,11 +28,6 @@ class Unit:
     source: str  # absolute path of the file or shard
     relpath: str
     bytes: int
-
-
-def stable_id(*parts: str) -> str:
-    """A video id that stays the same for the same source across rebuilds."""
-    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:16]
 
 
 def is_archive(name: str) -> bool:

@@ -2,8 +2,10 @@
 
 Claims are files created with O_CREAT|O_EXCL, which is atomic on local disks, NFSv3+ and
 Lustre, unlike flock/fcntl locks. A holder refreshes the claim's mtime (heartbeat); a claim is
-stale when its process is gone (same host), its Slurm job is gone, or its heartbeat is older
-than the TTL. Breaking a stale claim renames it away first, so of two breakers only one wins.
+stale when its process is gone (same host), it was left by an earlier attempt of our own Slurm
+array task (a requeue after a node failure keeps the job id), its Slurm job is gone, or its
+heartbeat is older than the TTL. Breaking a stale claim renames it away first, so of two
+breakers only one wins.
 """
 
 from __future__ import annotations
@@ -27,15 +29,20 @@ CLAIM_TTL_S = float(os.environ.get("CURATE_CLAIM_TTL_S", "600"))
 JobAliveCheck = Callable[[str], "bool | None"]
 
 
-def current_owner() -> dict:
+def own_job_id() -> str | None:
+    """This process's Slurm job as squeue names it: "J_T" for an array task, "J" otherwise."""
     job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
     task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    now = time.time()
+    return f"{job}_{task}" if job and task else job
+
+
+def current_owner() -> dict:
     return {
-        "job_id": f"{job}_{task}" if job and task else job,
+        "job_id": own_job_id(),
+        "attempt": int(os.environ.get("SLURM_RESTART_COUNT") or 0) + 1,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "start": now,
+        "start": time.time(),
         "token": uuid.uuid4().hex,
     }
 
@@ -60,12 +67,19 @@ class ClaimInfo:
     owner: dict
     heartbeat_age_s: float
 
-    def stale_reason(self, job_alive: JobAliveCheck | None = None) -> str | None:
-        """Why this claim is stale, or None when its holder may still be working."""
+    def stale_reason(self, job_alive: JobAliveCheck | None = None, own_job: str | None = None) -> str | None:
+        """Why this claim is stale, or None when its holder may still be working.
+
+        `own_job` is the asking task's Slurm job id: Slurm runs one attempt of a job at a time, so a
+        claim holding our own job id was left by an earlier attempt of ours (then requeued), even
+        though squeue says that job is alive: it is us.
+        """
         owner = self.owner
         if owner.get("host") == socket.gethostname() and owner.get("pid"):
             if not pid_alive(int(owner["pid"])):
                 return f"process {owner['pid']} on {owner['host']} is gone"
+        if own_job and owner.get("job_id") == own_job:
+            return f"left by an earlier attempt of this job ({own_job} on {owner.get('host')})"
         if owner.get("job_id") and job_alive is not None:
             if job_alive(str(owner["job_id"])) is False:
                 return f"Slurm job {owner['job_id']} is gone"
@@ -127,7 +141,7 @@ def try_claim(path: Path, job_alive: JobAliveCheck | None = None) -> tuple[Claim
             info = read_claim(path)
             if info is None:
                 continue  # released between our open and our read
-            if info.stale_reason(job_alive) is None:
+            if info.stale_reason(job_alive, owner["job_id"]) is None:
                 return None, info.owner
             # Rename is atomic: only one breaker gets the stale file, the other sees it gone.
             broken = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
@@ -151,6 +165,14 @@ def try_claim(path: Path, job_alive: JobAliveCheck | None = None) -> tuple[Claim
         return Claim(path, owner), None
     info = read_claim(path)
     return None, info.owner if info else {}
+
+
+def read_done(run: RunDir, stage: str, index: int, fingerprint: str) -> dict | None:
+    """The .done record of (stage, index) if it is for this fingerprint and its part exists."""
+    record = read_json(run.marker(stage, index, "done"))
+    if record and record.get("fingerprint") == fingerprint and run.stage_part(stage, index).is_file():
+        return record
+    return None
 
 
 def write_done(run: RunDir, stage: str, index: int, record: dict) -> None:

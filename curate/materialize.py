@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ClipsConfig, stable_hash
+from .config import ClipsConfig
+from .hashing import stable_hash
 from .rundir import RunDir
 
 

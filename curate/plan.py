@@ -12,9 +12,11 @@ from pathlib import Path
 
 from stages import STAGE_ORDER, STAGES
 
-from .config import Config, fingerprint_fields, stable_hash, validate_config
+from .config import Config, validate_config
+from .hashing import stable_hash
+from .sections import fingerprint_fields
 from .errors import CurateError
-from .rundir import RunDir, atomic_write_bytes, read_json
+from .rundir import RunDir, atomic_write_text, read_json
 
 
 def enabled_stages(config: Config) -> list[str]:
@@ -72,7 +74,7 @@ def write_plan(path: Path, config: Config, manifest_info: dict) -> dict:
     import yaml
 
     doc = plan_document(config, manifest_info)
-    atomic_write_bytes(path, yaml.safe_dump(doc, sort_keys=False).encode())
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
     return doc
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CurateError
+from .secrets import scrub
 
 INDEX_WIDTH = 5
 
@@ -33,8 +34,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Every text record curate writes (markers, run.yaml, sbatch scripts) goes through the scrubber."""
+    atomic_write_bytes(path, scrub(text).encode())
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def atomic_write_parquet(path: Path, frame: Any) -> None:
@@ -59,6 +65,16 @@ def read_json(path: Path) -> Any | None:
     except json.JSONDecodeError:
         # A marker cut short by a crash on a filesystem without atomic rename semantics.
         return None
+
+
+def last_error_line(path: Path) -> str | None:
+    """The last meaningful line of a task's log (our own `===` banner lines skipped)."""
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [ln for ln in lines if ln and not ln.startswith("===")]
+    return lines[-1][:300] if lines else None
 
 
 @dataclass(frozen=True)

@@ -8,45 +8,14 @@ back-off when the scheduler does not answer; without accounting it says so once 
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
-from .executors.slurm import clean_env, load_submissions
-from .rundir import RunDir
+from .executors.slurm import load_submissions
+from .rundir import RunDir, last_error_line
+from .slurm_cli import FAILURE_STATES, PENDING_STATES, RUNNING_STATES, alive, job_alive, slurm
 
-FAILURE_STATES = {"FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
-                  "DEADLINE"}
-RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING"}
-PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
 BLOCKED_REASONS = {"DependencyNeverSatisfied"}
-
-
-def _run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess | None:
-    try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=clean_env())
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return None
-
-
-def slurm_job_alive(job_id: str) -> bool | None:
-    """For claims: is this job (or array task "J_T") still known to squeue? None = cannot tell."""
-    proc = _run(["squeue", "-h", "-j", job_id, "-o", "%T"], timeout=20)
-    if proc is None:
-        return None
-    if proc.returncode != 0:
-        return False if "Invalid job id" in proc.stderr else None
-    states = {s.strip() for s in proc.stdout.split()}
-    return bool(states - {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"})
-
-
-def last_error_line(path: Path) -> str | None:
-    try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
-    except OSError:
-        return None
-    lines = [ln for ln in lines if ln and not ln.startswith("===")]
-    return lines[-1][:300] if lines else None
 
 
 class SlurmView:
@@ -90,7 +59,7 @@ class SlurmView:
 
     def _read_squeue(self) -> bool:
         names = ",".join(sorted({f"curate-{stage}" for stage, _ in self.by_task.values()}))
-        proc = _run(["squeue", "-h", "-r", "-n", names, "-o", "%i|%T|%r"])
+        proc = slurm(["squeue", "-h", "-r", "-n", names, "-o", "%i|%T|%r"], timeout=30, required=False)
         if proc is None or proc.returncode != 0:
             self.queue_ok = False
             why = "not found or timed out" if proc is None else (proc.stderr.strip().splitlines() or ["failed"])[-1]
@@ -105,8 +74,8 @@ class SlurmView:
         return True
 
     def _read_sacct(self) -> bool:
-        proc = _run(["sacct", "-n", "-P", "-X", "-j", ",".join(sorted(self.chunk_jobs)),
-                     "--format=JobID,State,ExitCode"])
+        proc = slurm(["sacct", "-n", "-P", "-X", "-j", ",".join(sorted(self.chunk_jobs)),
+                      "--format=JobID,State,ExitCode"], timeout=30, required=False)
         if proc is None:
             return False
         if proc.returncode != 0:
@@ -151,7 +120,7 @@ class SlurmView:
     def job_alive(self, job_id: str) -> bool | None:
         self.refresh()
         if job_id in self.queue:
-            return self.queue[job_id][0] not in ("COMPLETED",)
+            return alive(self.queue[job_id][0])
         if job_id in self.by_task:
             return False if self.queue_ok else None
-        return slurm_job_alive(job_id)
+        return job_alive(job_id)

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .markers import read_claim
+from .markers import read_claim, read_done
 from .plan import Plan
 from .rundir import RunDir, read_json
 
@@ -62,8 +62,8 @@ class StageStatus:
 def index_state(run: RunDir, plan: Plan, stage: str, index: int, upstream_state: str | None,
                 scheduler: SchedulerView | None) -> tuple[str, str | None, dict | None]:
     fingerprint = plan.fingerprints[stage]
-    done = read_json(run.marker(stage, index, "done"))
-    if done and done.get("fingerprint") == fingerprint and run.stage_part(stage, index).is_file():
+    done = read_done(run, stage, index, fingerprint)
+    if done:
         return "done", None, done
     claim = read_claim(run.marker(stage, index, "claim"))
     if claim is not None:

@@ -4,11 +4,15 @@
     2. take the claim (a live claim by someone else -> return without work)
     3. read the upstream part, run the stage, write the part atomically
     4. write .done (timing, counts) or .failed (error, traceback tail)
+
+A signal stops the task without a marker (it is requeued or rerun), except a time-limit or
+preemption signal on an attempt that has used up `slurm.max_requeues`: that writes .failed.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import signal
 import time
 import traceback
@@ -36,7 +40,14 @@ class TaskInterrupted(BaseException):
         self.signum = signum
 
 
+class RequeueLimitReached(CurateError):
+    """Stopped at the time limit (or preempted) once more than slurm.max_requeues allows."""
+
+    exit_code = 99  # the sbatch script does not requeue on this code (curate.executors.slurm)
+
+
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+STOP_SIGNAL = signal.SIGUSR1  # what the sbatch script relays before the time limit or on preemption
 
 
 @contextmanager
@@ -53,8 +64,19 @@ def signals_raise(signums=HANDLED_SIGNALS):
 
 
 def is_done(run: RunDir, stage: str, index: int, fingerprint: str) -> bool:
-    record = read_json(run.marker(stage, index, "done"))
-    return bool(record) and record.get("fingerprint") == fingerprint and run.stage_part(stage, index).is_file()
+    return markers.read_done(run, stage, index, fingerprint) is not None
+
+
+def requeue_limit_error(plan: Plan, stage: str, index: int) -> RequeueLimitReached | None:
+    """The error to fail with when this attempt may not be requeued again, else None."""
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    limit = plan.config.slurm.max_requeues
+    if restarts < limit:
+        return None
+    return RequeueLimitReached(
+        f"{stage}[{index}] hit its time limit (or was preempted) on attempt {restarts + 1}, after {restarts} "
+        f"requeues (slurm.max_requeues={limit}); give the stage more time (slurm.stages.{stage}.time) or "
+        f"make parts smaller (--parts), then `curate rerun --failed`")
 
 
 def read_input(run: RunDir, plan: Plan, stage: str, index: int):
@@ -135,8 +157,16 @@ def _run_claimed(run: RunDir, plan: Plan, stage: str, index: int, fingerprint: s
         log(f"{stage}[{index}] done in {finished - started:.1f} s: {rows_in.height} rows in, "
             f"{rows_out.height} out {counts}")
         return Outcome.DONE
-    except (TaskInterrupted, UpstreamNotDone):
-        raise  # no failure record: an interrupted task is requeued or rerun, an early one simply waits
+    except TaskInterrupted as exc:
+        limit = requeue_limit_error(plan, stage, index) if exc.signum == STOP_SIGNAL else None
+        if limit is None:
+            raise  # no failure record: an interrupted task is requeued or rerun
+        markers.write_failed(run, stage, index, {
+            "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
+            "finished": time.time(), "error": str(limit), "traceback": ""})
+        raise limit from None
+    except UpstreamNotDone:
+        raise  # no failure record: an early task simply waits for its input
     except BaseException as exc:
         markers.write_failed(run, stage, index, {
             "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 from bench_split import ffmpeg_decode_s  # noqa: E402  (same baseline as the split benchmark)
 from curate.config import validate_config  # noqa: E402
 from stages.analyzers import build_analyzers  # noqa: E402
-from stages.filter import FilterStage  # noqa: E402
+from stages.decode import scan_clips  # noqa: E402
 from stages.probe import probe  # noqa: E402
 from stages.split import detect_shots, windows  # noqa: E402
 
@@ -50,10 +50,8 @@ def main(argv: list[str]) -> None:
     targets = [Path(a) for a in argv] or [REPO / "samples", REPO / "tests" / "data"]
     files = sorted(f for t in targets for f in ([t] if t.is_file() else t.glob("*.mp4")))
     config = validate_config({})
-    stage = FilterStage.__new__(FilterStage)  # the stage's own decode loop, without a run directory
-    stage.cfg = config.filter
     costs: dict[str, float] = defaultdict(float)
-    stage.analyzers = timed_analyzers(config.filter, costs)
+    analyzers = timed_analyzers(config.filter, costs)
     print(f"{'file':28} {'frames':>6} {'size':>10} {'ffmpeg fps':>10} {'path fps':>9} {'ratio':>6}")
     total = defaultdict(float)
     for f in files:
@@ -73,7 +71,9 @@ def main(argv: list[str]) -> None:
                                   "width": facts["width"], "height": facts["height"]})
         before = sum(costs.values())
         start = time.perf_counter()
-        stage._video(str(f), clips)
+        for _ in scan_clips(str(f), clips, analyzers):  # the decode loop every stage uses
+            for analyzer in analyzers:
+                analyzer.end()
         filter_s = time.perf_counter() - start
         analyzers_s = sum(costs.values()) - before
         seconds = split_s + filter_s

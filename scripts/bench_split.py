@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curate.config import SplitConfig  # noqa: E402
+from stages.split import SplitConfig  # noqa: E402
 from stages.probe import probe  # noqa: E402
 from stages.split import detect_shots  # noqa: E402
 

@@ -1,7 +1,9 @@
-"""Stage plug-ins. Each stage is one class with a `run` method (see stages/base.py).
+"""Stage plug-ins: the one registry of stages, in pipeline order.
 
-The registry names classes by import path so that listing stages or computing fingerprints
-never imports a stage's heavy dependencies.
+Each stage lives in its own module with its config model and its `Stage` class (see
+stages/base.py). Adding a stage is that module plus one line here (and config.example.yaml).
+Stage modules import only light modules at the top, so building the config or listing stages
+never pulls in polars, numpy or a model library.
 """
 
 from __future__ import annotations
@@ -10,25 +12,35 @@ import importlib
 from dataclasses import dataclass
 
 
+def load_target(target: str):
+    """'package.module:Name' -> the object."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    target: str  # "module:Class"
+    module: str  # the module that holds both classes below
+    stage_class: str
+    config_class: str
     version: int  # bump when a stage's output changes for the same config: redoes it everywhere
     help: str
 
     def load(self):
-        module, _, cls = self.target.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        return load_target(f"{self.module}:{self.stage_class}")
+
+    def config_model(self):
+        return load_target(f"{self.module}:{self.config_class}")
 
 
-# Pipeline order. filter, score, caption and upload plug in here with the same shape.
-STAGES: dict[str, StageSpec] = {
-    "fetch": StageSpec("fetch", "stages.fetch:FetchStage", 1,
-                       "list local videos or extract archive shards safely; probe each video"),
-    "split": StageSpec("split", "stages.split:SplitStage", 1,
-                       "detect shots and cut them into clips of [min_s, max_s] seconds"),
-    "filter": StageSpec("filter", "stages.filter:FilterStage", 1,
-                        "flash, motion, OCR text area and NSFW scores per clip, over one decode"),
-}
+# Pipeline order. score, caption and upload plug in here with the same shape.
+STAGES: dict[str, StageSpec] = {s.name: s for s in (
+    StageSpec("fetch", "stages.fetch", "FetchStage", "FetchConfig", 1,
+              "list local videos or extract archive shards safely; probe each video"),
+    StageSpec("split", "stages.split", "SplitStage", "SplitConfig", 1,
+              "detect shots and cut them into clips of [min_s, max_s] seconds"),
+    StageSpec("filter", "stages.filter", "FilterStage", "FilterConfig", 1,
+              "flash, motion, OCR text area and NSFW scores per clip, over one decode"),
+)}
 STAGE_ORDER = tuple(STAGES)

@@ -44,3 +44,8 @@ class Stage:
 
     def run(self, rows: "pl.DataFrame") -> "pl.DataFrame":
         raise NotImplementedError
+
+    @classmethod
+    def checks(cls, cfg) -> list:
+        """This stage's thresholds as curate.decisions.Check expressions, applied at export."""
+        return []

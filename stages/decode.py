@@ -1,19 +1,21 @@
 """Decode once: one threaded PyAV pass over a video hands each consumer the frames it asked for.
 
-A consumer declares a `FrameNeed` (which frames: every n-th, or a rate per second; at what size;
-in what colour). The pass decodes every frame once, converts it at most once per distinct
-(size, colour) that some consumer wants now (swscale inside FFmpeg does the resize), applies
-rotation metadata, and uses each frame's own timestamp, so variable frame rate is handled.
+`scan_clips` is the one decode loop of every stage. A consumer (shot detector, analyzer, scorer)
+has one shape: it declares a `FrameNeed` (which frames: every n-th, a rate per second, or N spread
+over the clip, optionally in pairs; at what size; in what colour), then per clip `begin(clip)`,
+`feed(frame)` for each frame it asked for, and `end()` for its result. The loop decodes every
+frame of the wanted ranges once, converts it at most once per distinct (size, colour) that some
+consumer wants (swscale inside FFmpeg does the resize), applies rotation metadata, and uses each
+frame's own timestamp, so variable frame rate is handled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
-
-import numpy as np
+from typing import Any, Iterator, Protocol
 
 GAP_SEEK_S = 4.0  # between wanted ranges further apart than this we seek instead of decoding through
+EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -21,10 +23,23 @@ class FrameNeed:
     short_side: int = 0  # resize so the short side is this many pixels (0: native size)
     color: str = "gray"  # gray | rgb | bgr
     every: int = 1  # every n-th decoded frame ...
-    per_second: float | None = None  # ... or this many frames per second of video time
-    with_next: bool = False  # also the frame right after each sampled one (optical flow pairs)
+    per_second: float | None = None  # ... or this many frames per second of video time ...
+    count: int | None = None  # ... or this many frames spread evenly over the clip
+    pairs: bool = False  # each sampled frame comes with the one right after it (optical flow)
     width: int | None = None  # exact size instead of short_side (e.g. TransNetV2's 48x27)
     height: int | None = None
+
+
+class FrameConsumer(Protocol):
+    """What `scan_clips` feeds: detectors, analyzers and scorers all have this shape."""
+
+    need: FrameNeed
+
+    def begin(self, clip: dict) -> None: ...
+
+    def feed(self, frame: "Frame") -> None: ...
+
+    def end(self) -> Any: ...
 
 
 @dataclass
@@ -35,7 +50,7 @@ class Frame:
     rotation: int
     _cache: dict = field(default_factory=dict)
 
-    def image(self, need: FrameNeed) -> np.ndarray:
+    def image(self, need: FrameNeed):
         width, height = target_size(self.source.width, self.source.height, need, self.rotation)
         key = (width, height, need.color)
         if key not in self._cache:
@@ -61,20 +76,32 @@ def target_size(width: int, height: int, need: FrameNeed, rotation: int) -> tupl
 _FORMATS = {"gray": "gray", "rgb": "rgb24", "bgr": "bgr24"}
 
 
-# Limited-range (16-235) luma to full range, as FFmpeg's own gray conversion does.
-_FULL_RANGE = np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8)
+_FULL_RANGE: list = []
 _YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv420p10le", "nv12"}
 
 
-def luma_plane(frame) -> np.ndarray | None:
+def full_range_lut():
+    """Limited-range (16-235) luma to full range, as FFmpeg's own gray conversion does."""
+    if not _FULL_RANGE:
+        import numpy as np
+
+        _FULL_RANGE.append(np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8))
+    return _FULL_RANGE[0]
+
+
+def luma_plane(frame):
     """The decoded Y plane itself, without a colour conversion (8-bit YUV formats only)."""
+    import numpy as np
+
     if frame.format.name not in _YUV or frame.format.name.endswith("10le"):
         return None
     plane = frame.planes[0]
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
-def convert(frame, width: int, height: int, color: str, rotation: int) -> np.ndarray:
+def convert(frame, width: int, height: int, color: str, rotation: int):
+    import numpy as np
+
     luma = luma_plane(frame) if color == "gray" else None
     if luma is not None:
         import cv2
@@ -82,7 +109,7 @@ def convert(frame, width: int, height: int, color: str, rotation: int) -> np.nda
         image = cv2.resize(luma, (width, height), interpolation=cv2.INTER_AREA) if (width, height) != (
             luma.shape[1], luma.shape[0]) else luma
         if not frame.format.name.startswith("yuvj") and int(getattr(frame, "color_range", 0) or 0) != 2:
-            image = cv2.LUT(image, _FULL_RANGE)
+            image = cv2.LUT(image, full_range_lut())
     else:
         image = frame.to_ndarray(format=_FORMATS[color], width=width, height=height)
     if rotation:
@@ -141,32 +168,92 @@ def _rotation(frame) -> int:
 
 
 class Sampler:
-    """Decides, frame by frame, whether a FrameNeed wants this frame (and its successor)."""
+    """Decides, frame by frame, whether a FrameNeed wants this frame (or is owed its pair)."""
 
     def __init__(self, need: FrameNeed):
         self.need = need
-        self.count = 0
-        self.next_time: float | None = None
-        self.want_next = False
+        self.reset()
 
-    def reset(self) -> None:
+    def reset(self, clip: dict | None = None) -> None:
         self.count, self.next_time, self.want_next = 0, None, False
+        self.targets: list[float] = []
+        if self.need.count:
+            start = float((clip or {}).get("start_s") or 0.0)
+            end = (clip or {}).get("end_s")
+            if end is None:
+                raise ValueError("FrameNeed.count needs clips with an end time (end_s)")
+            step = (float(end) - start) / self.need.count
+            # The middle of each of N equal slices: never the first or last frame of a cut.
+            self.targets = [start + (i + 0.5) * step for i in range(self.need.count)][::-1]
 
     def wants(self, frame: Frame) -> bool:
-        """True if the frame is a sample (or the successor of one, for with_next)."""
+        """True if the frame is a sample (or the successor of one, with pairs)."""
         if self.want_next:
             self.want_next = False
             return True
         need = self.need
-        if need.per_second:
+        if need.count:
+            hit = bool(self.targets) and frame.time >= self.targets[-1] - EPS
+            while self.targets and frame.time >= self.targets[-1] - EPS:
+                self.targets.pop()  # a clip with fewer frames than targets gives each frame once
+        elif need.per_second:
             if self.next_time is None:
                 self.next_time = frame.time
-            hit = frame.time >= self.next_time - 1e-6
+            hit = frame.time >= self.next_time - EPS
             if hit:
                 self.next_time += 1.0 / need.per_second
         else:
             hit = self.count % need.every == 0
         self.count += 1
-        if hit and need.with_next:
+        if hit and need.pairs:
             self.want_next = True
         return hit
+
+
+@dataclass
+class ClipScan:
+    """A clip whose frames have all been fed: now its consumers' `end()` may be called."""
+
+    clip: dict
+    frames: int  # decoded frames inside the clip's range (0: nothing decodable there)
+
+
+def scan_clips(path: str, clips: list[dict], consumers: list, threads: int = 0) -> Iterator[ClipScan]:
+    """The decode loop: one pass over `path` feeds every consumer the frames of every clip.
+
+    `clips` are dicts with `start_s` and `end_s` (seconds, end exclusive; `end_s` None = to the end
+    of the video); they must not overlap. Clips come back in start order, each once all of its
+    frames were fed, so the caller decides which consumers to `end()` (a cascade may skip some).
+    A clip with no decodable frame comes back with `frames == 0`. Decode errors propagate: the
+    clips not yet returned are the ones they cost.
+    """
+    order = sorted(clips, key=lambda c: c.get("start_s") or 0.0)
+    open_ended = any(c.get("end_s") is None for c in order)
+    ranges = None if open_ended else [(float(c.get("start_s") or 0.0), float(c["end_s"])) for c in order]
+    samplers = [Sampler(c.need) for c in consumers]
+    pairs = list(zip(consumers, samplers))
+
+    def begin(clip: dict) -> None:
+        for consumer, sampler in pairs:
+            sampler.reset(clip)
+            consumer.begin(clip)
+
+    current, fed, end = -1, 0, None
+    for frame in iter_frames(path, ranges, threads):
+        while current + 1 < len(order) and frame.time >= (order[current + 1].get("start_s") or 0.0) - EPS:
+            if current >= 0:
+                yield ClipScan(order[current], fed)
+            current, fed = current + 1, 0
+            end = order[current].get("end_s")
+            begin(order[current])
+        if current < 0 or (end is not None and frame.time >= end - EPS):
+            continue
+        fed += 1
+        for consumer, sampler in pairs:
+            if sampler.wants(frame):
+                consumer.feed(frame)
+    if current >= 0:
+        yield ClipScan(order[current], fed)
+    for clip in order[current + 1:]:
+        begin(clip)
+        yield ClipScan(clip, 0)

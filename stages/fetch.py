@@ -10,12 +10,22 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from curate.manifest import stable_id
+from pydantic import Field, field_validator
+
+from curate.hashing import stable_id
+from curate.sections import StageSection, parse_bytes
 
 from .archive import CappedWriter, iter_members
 from .base import Stage
 from .probe import probe, require_ffmpeg
 from .schema import VIDEO_SCHEMA, frame
+
+
+class FetchConfig(StageSection):
+    max_archive_bytes: int = 50 * 1000**3
+    max_archive_members: int = Field(default=100_000, ge=1)
+
+    _norm_size = field_validator("max_archive_bytes", mode="before")(lambda cls, v: parse_bytes(v))
 
 
 class FetchStage(Stage):

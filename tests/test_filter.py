@@ -8,19 +8,16 @@ import polars as pl
 import pytest
 
 from conftest import DATA, SAMPLES, curate, ffmpeg, write_config
-from curate.config import FilterConfig
+from stages.filter import FilterConfig
 from stages.analyzers.flash import flash_frames
-from stages.decode import FrameNeed, Sampler, iter_frames
+from stages.decode import FrameNeed, iter_frames, scan_clips
 
 
-def analyze(analyzer, path, ranges=None):
-    """Feed one whole video (or ranges) to one analyzer as a single clip, as the filter stage does."""
+def analyze(analyzer, path):
+    """Feed one whole video to one analyzer as a single clip, through the decode loop the stages use."""
     analyzer.check()
-    sampler = Sampler(analyzer.need)
-    analyzer.begin({})
-    for frame in iter_frames(str(path), ranges):
-        if sampler.wants(frame):
-            analyzer.feed(frame)
+    (scan,) = scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [analyzer])
+    assert scan.frames > 0
     return analyzer.end()
 
 

@@ -52,7 +52,7 @@ KINDS = ["pyscenedetect", "transnetv2"]
 @pytest.mark.parametrize("kind", KINDS)
 def test_cuts_found_on_real_video(kind, capsys):
     """>= 90 % of the known cuts within +-2 frames and few false cuts, for both splitters."""
-    from curate.config import SplitConfig
+    from stages.split import SplitConfig
     from stages.probe import probe
     from stages.split import detect_shots
 
@@ -75,7 +75,7 @@ def test_cuts_found_on_real_video(kind, capsys):
 
 
 def test_flash_guard_drops_flash_cuts_pyscenedetect_makes():
-    from curate.config import SplitConfig
+    from stages.split import SplitConfig
     from stages.probe import probe
     from stages.split import detect_shots
 
@@ -121,7 +121,7 @@ def test_cut_writes_clip_files_of_the_right_length(tmp_path, workdir):
 
 def test_variable_frame_rate_times_are_presentation_times():
     """On a VFR file, clip start times are the PTS of the start frame, not index / fps."""
-    from curate.config import SplitConfig
+    from stages.split import SplitConfig
     from stages.probe import probe
     from stages.split import detect_shots
 

@@ -12,10 +12,11 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from ..plan import Plan
-from ..rundir import RunDir
+from ..rundir import RunDir, last_error_line
 from .base import next_stage, task_command
 
 BUSY_RETRY_S = 2.0
@@ -31,7 +32,6 @@ class Running:
 
 @dataclass
 class LocalResult:
-    finished: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # index -> "stage: last error line"
 
 
@@ -40,14 +40,7 @@ def _log_files(run: RunDir, stage: str, index: int) -> tuple[IO, IO]:
     log_dir.mkdir(parents=True, exist_ok=True)
     # One file pair per attempt, so a retry never overwrites why the last attempt died.
     stem = f"local-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}_{index}"
-    return open(log_dir / f"{stem}.out", "w"), open(log_dir / f"{stem}.err", "w+")
-
-
-def _last_error_line(err: IO) -> str:
-    err.flush()
-    err.seek(0)
-    lines = [ln.strip() for ln in err.read().splitlines() if ln.strip()]
-    return lines[-1] if lines else "exited without output"
+    return open(log_dir / f"{stem}.out", "w"), open(log_dir / f"{stem}.err", "w")
 
 
 class LocalExecutor:
@@ -75,7 +68,6 @@ class LocalExecutor:
                     stage = next_stage(self.run, self.plan, index)
                     if stage is None:
                         del waiting[index]
-                        result.finished.append(index)
                         continue
                     logs = _log_files(self.run, stage, index)
                     proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0],
@@ -92,7 +84,8 @@ class LocalExecutor:
                     if code is None:
                         continue
                     del running[index]
-                    task.logs[0].close()
+                    for log in task.logs:
+                        log.close()
                     if code == 0:
                         after = next_stage(self.run, self.plan, index)
                         if after == task.stage:  # another process holds its claim: try again soon
@@ -101,9 +94,9 @@ class LocalExecutor:
                             self._notify(task.stage, index, "done")
                             waiting[index] = 0.0
                     else:
-                        result.failed[index] = f"{task.stage}: {_last_error_line(task.logs[1])}"
+                        why = last_error_line(Path(task.logs[1].name)) or "exited without output"
+                        result.failed[index] = f"{task.stage}: {why}"
                         self._notify(task.stage, index, "failed")
-                    task.logs[1].close()
         except BaseException:
             self._stop(running.values())
             raise

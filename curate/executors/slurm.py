@@ -9,10 +9,8 @@ arrays; submitit's arrays are 0..N-1 batches of pickled callables.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
 import sys
 import time
 import uuid
@@ -23,10 +21,20 @@ from ..arrayspec import compact
 from ..config import Config, SlurmResources
 from ..errors import CurateError
 from ..plan import Plan
-from ..rundir import RunDir, atomic_write_bytes, atomic_write_json, read_json
+from ..rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+from ..secrets import scrub
+from ..slurm_cli import slurm
+from ..task import RequeueLimitReached
+from .base import unfinished
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "slurm"
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's own default
+
+
+def profile_dir() -> Path:
+    """The shipped profiles: the repo's slurm/ folder, installed as the package curate.profiles."""
+    from importlib.resources import files
+
+    return Path(str(files("curate.profiles")))
 
 
 @dataclass
@@ -60,10 +68,11 @@ def split_into_chunks(indices: list[int], max_array_size: int) -> list[Chunk]:
 def load_profile(name: str) -> dict:
     import yaml
 
-    path = Path(name) if ("/" in name or name.endswith(".yaml")) else PROFILE_DIR / f"{name}.yaml"
+    shipped = profile_dir()
+    path = Path(name) if ("/" in name or name.endswith(".yaml")) else shipped / f"{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
-        raise CurateError(f"slurm.profile {name!r}: no file {path} (profiles in slurm/: {known})")
+        known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+        raise CurateError(f"slurm.profile {name!r}: no file {path} (shipped profiles: {known}; or give a path)")
     doc = yaml.safe_load(path.read_text()) or {}
     unknown = set(doc) - {"defaults", "stages"}
     if unknown:
@@ -87,16 +96,29 @@ def resources_for(config: Config, stage: str) -> SlurmResources:
 
 
 # -- the script ----------------------------------------------------------------------------------
+_PLAIN = re.compile(r"^[A-Za-z0-9_.,:/%@+=-]*$")
+
+
+def sbatch_option(flag: str, value: object) -> str:
+    """`--flag=value` for an #SBATCH line; sbatch reads double quotes and backslash escapes there."""
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise CurateError(f"sbatch --{flag}: the value {text!r} has a line break")
+    if not _PLAIN.match(text):
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"--{flag}={text}"
+
+
 def sbatch_lines(res: SlurmResources) -> list[str]:
     lines = []
     for flag, value in (("partition", res.partition), ("cpus-per-task", res.cpus), ("mem", res.mem),
                         ("gres", res.gres), ("time", res.time), ("account", res.account), ("qos", res.qos),
                         ("constraint", res.constraint)):
         if value is not None:
-            lines.append(f"--{flag}={value}")
+            lines.append(sbatch_option(flag, value))
     if res.signal_s:
         lines.append(f"--signal=B:USR1@{res.signal_s}")
-    return lines + list(res.extra or [])
+    return lines + list(res.extra or [])  # raw arguments, as the user wrote them
 
 
 def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, plan_path: Path,
@@ -108,8 +130,8 @@ def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, pl
         "#!/bin/bash",
         f"#SBATCH --job-name=curate-{stage}",
         f"#SBATCH --array={array}",
-        f"#SBATCH --output={logs}/%A_%a.out",
-        f"#SBATCH --error={logs}/%A_%a.err",
+        f"#SBATCH {sbatch_option('output', f'{logs}/%A_%a.out')}",
+        f"#SBATCH {sbatch_option('error', f'{logs}/%A_%a.err')}",
         "#SBATCH --open-mode=append",  # a requeued attempt appends to, never overwrites, the last one's log
         "#SBATCH --requeue",
         "#SBATCH --kill-on-invalid-dep=yes",
@@ -119,6 +141,7 @@ def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, pl
         head.append(f"#SBATCH --dependency=aftercorr:{dependency}")
     run_cmd = " ".join(shlex.quote(p) for p in [python, "-m", "curate", "run", "--workdir", str(run.root),
                                                   "--stage", stage, "--plan", str(plan_path)])
+    no_requeue = RequeueLimitReached.exit_code
     body = f"""
 # curate submission {submission}: stage {stage}, index = SLURM_ARRAY_TASK_ID + {chunk.offset}
 set -u
@@ -127,13 +150,19 @@ say() {{ echo "=== curate {stage}[$CURATE_INDEX] $*"; echo "=== curate {stage}[$
 say "job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} attempt $((${{SLURM_RESTART_COUNT:-0}} + 1)) on $(hostname) at $(date -Is)"
 {chr(10).join(setup)}
 # The task runs in the background so this shell can take USR1 (--signal=B:USR1@N) before the time
-# limit or on preemption: the task stops, releases its claim, and the array task is requeued.
+# limit or on preemption: the task stops, releases its claim, and the array task is requeued,
+# unless it was requeued slurm.max_requeues times already (the task then fails with exit {no_requeue}).
 {run_cmd} --index "$CURATE_INDEX" &
 child=$!
 requeue() {{
-  say "time limit or preemption: stopping and requeueing"
+  say "time limit or preemption: stopping"
   kill -USR1 "$child" 2>/dev/null
   wait "$child"
+  if [ $? -eq {no_requeue} ]; then
+    say "not requeued: slurm.max_requeues reached"
+    exit 1
+  fi
+  say "requeueing"
   scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
   exit 0
 }}
@@ -146,24 +175,10 @@ exit $?
 
 
 # -- talking to Slurm ----------------------------------------------------------------------------
-def clean_env() -> dict[str, str]:
-    """Our environment minus what a surrounding salloc/srun/sbatch would leak into new jobs."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_", "SALLOC_"))
-            or k == "SLURM_CONF"}
-
-
-def _slurm_command(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(args, capture_output=True, text=True, env=clean_env(), timeout=timeout)
-    except FileNotFoundError:
-        raise CurateError(f"`{args[0]}` not found: run this on a Slurm login node (or try the local cluster: "
-                          "scripts/slurm-local-cluster.sh up), or use `curate local` on one machine") from None
-
-
 def max_array_size(config: Config) -> int:
     if config.slurm.max_array_size:
         return config.slurm.max_array_size
-    proc = _slurm_command(["scontrol", "show", "config"])
+    proc = slurm(["scontrol", "show", "config"])
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", proc.stdout, re.MULTILINE)
     if proc.returncode != 0 or not match:
         raise CurateError(f"could not read MaxArraySize from `scontrol show config`: {proc.stderr.strip()}; "
@@ -172,7 +187,7 @@ def max_array_size(config: Config) -> int:
 
 
 def sbatch(script_path: Path) -> str:
-    proc = _slurm_command(["sbatch", "--parsable", str(script_path)])
+    proc = slurm(["sbatch", "--parsable", str(script_path)])
     if proc.returncode != 0:
         raise CurateError(f"sbatch {script_path} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout.strip().split(";")[0]  # "jobid" or "jobid;cluster"
@@ -185,10 +200,10 @@ class Submission:
     created: float
     stages: dict[str, list[Chunk]] = field(default_factory=dict)
     indices: str = ""
-    dry_run: bool = False
+    already_done: int = 0  # indices left out because every submitted stage is done for them
 
     def to_json(self) -> dict:
-        return {"id": self.id, "created": self.created, "indices": self.indices,
+        return {"id": self.id, "created": self.created, "indices": self.indices, "already_done": self.already_done,
                 "stages": {s: [{k: v for k, v in asdict(c).items() if k != "script"} for c in chunks]
                            for s, chunks in self.stages.items()}}
 
@@ -205,14 +220,22 @@ def load_submissions(run: RunDir) -> list[dict]:
 
 def submit(run: RunDir, plan: Plan, stages: list[str], indices: list[int], throttle: int | None = None,
            dry_run: bool = False, echo=print) -> Submission:
-    """Submit (or print) one array job per stage and chunk, chained per index with aftercorr."""
+    """Submit (or print) one array job per stage and chunk, chained per index with aftercorr.
+
+    Work that is already done is never sent: indices done in every stage are left out, and so are
+    the leading stages that every remaining index has done.
+    """
     config = plan.config
     for stage in stages:
         plan.check_stage(stage)
     for index in (indices[0], indices[-1]):
         plan.check_index(index)
     sid = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    sub = Submission(sid, time.time(), indices=compact(indices), dry_run=dry_run)
+    stages, todo = unfinished(run, plan, stages, indices)
+    sub = Submission(sid, time.time(), indices=compact(todo), already_done=len(indices) - len(todo))
+    if not todo:
+        return sub
+    indices = todo
     folder = submission_dir(run, sid)
     plan_path = folder / "plan.yaml"
     try:
@@ -225,7 +248,7 @@ def submit(run: RunDir, plan: Plan, stages: list[str], indices: list[int], throt
     python = config.slurm.python or sys.executable
     if not dry_run:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(plan_path, plan.path.read_bytes())  # this submission's own, immutable plan
+        atomic_write_text(plan_path, plan.path.read_text())  # this submission's own, immutable plan
         for stage in stages:
             run.log_dir(stage).mkdir(parents=True, exist_ok=True)
     previous: list[Chunk] | None = None
@@ -242,10 +265,10 @@ def submit(run: RunDir, plan: Plan, stages: list[str], indices: list[int], throt
             if dry_run:
                 echo(f"# --- {stage}: indices {compact(chunk.indices)} as array {chunk.array} "
                      f"(offset {chunk.offset}) ---")
-                echo(chunk.script)
+                echo(scrub(chunk.script))
                 continue
             path = folder / f"{stage}-{n:03d}.sbatch"
-            atomic_write_bytes(path, chunk.script.encode())
+            atomic_write_text(path, chunk.script)
             try:
                 chunk.job_id = sbatch(path)
             except CurateError as exc:

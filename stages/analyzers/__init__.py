@@ -1,29 +1,34 @@
-"""Clip analyzers fed from one decode. Each is one small class of the shape in base.py."""
+"""Clip analyzers fed from one decode: the one registry of the filter stage's analyzers.
+
+Each analyzer is one module holding its config model and its class (shape in base.py); adding
+one is that module plus one line here (and config.example.yaml). Registry order is the order of
+the `filter:` sub-sections; the cascade runs them cheapest first.
+"""
 
 from __future__ import annotations
 
-from .base import Analyzer
+from stages import load_target
+
+ANALYZERS: dict[str, str] = {
+    "flash": "stages.analyzers.flash:FlashAnalyzer",
+    "motion": "stages.analyzers.motion:MotionAnalyzer",
+    "ocr": "stages.analyzers.ocr:OcrAnalyzer",
+    "nsfw": "stages.analyzers.nsfw:NsfwAnalyzer",
+}
 
 
-def build_analyzers(cfg) -> list[Analyzer]:
+def analyzer_classes() -> dict:
+    return {name: load_target(target) for name, target in ANALYZERS.items()}
+
+
+def build_analyzers(cfg) -> list:
     """The enabled analyzers of the filter config, cheapest first (the cascade order)."""
-    from .flash import FlashAnalyzer
-    from .motion import MotionAnalyzer
-    from .nsfw import NsfwAnalyzer
-    from .ocr import OcrAnalyzer
-
-    found = [cls(getattr(cfg, cls.name)) for cls in (FlashAnalyzer, MotionAnalyzer, OcrAnalyzer, NsfwAnalyzer)
-             if getattr(cfg, cls.name).enabled]
+    found = [cls(getattr(cfg, name)) for name, cls in analyzer_classes().items() if getattr(cfg, name).enabled]
     return sorted(found, key=lambda a: a.cost)
 
 
-def all_columns() -> dict:
-    from .flash import FlashAnalyzer
-    from .motion import MotionAnalyzer
-    from .nsfw import NsfwAnalyzer
-    from .ocr import OcrAnalyzer
-
-    columns = {}
-    for cls in (FlashAnalyzer, MotionAnalyzer, OcrAnalyzer, NsfwAnalyzer):
+def all_columns() -> dict[str, str]:
+    columns: dict[str, str] = {}
+    for cls in analyzer_classes().values():
         columns.update(cls.columns)
     return columns

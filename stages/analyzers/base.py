@@ -1,14 +1,20 @@
-"""The analyzer shape: declare frames, take them one by one per clip, return columns per clip.
+"""The analyzer shape: a consumer of the decode loop that returns columns per clip.
 
-`need` says which frames (rate, size, colour); the filter stage's decode pass hands each
+`need` says which frames (rate, size, colour); the decode loop (stages/decode.py) hands each
 analyzer exactly those. `begin` starts a clip, `feed` gets its frames, `end` returns the clip's
 columns. Expensive analyzers keep their few sampled images and infer in `end`, so a cascade
-can skip them for clips that a cheaper analyzer already rejected.
+can skip them for clips that a cheaper analyzer already rejected. `checks` turns the analyzer's
+thresholds into decision expressions over the stored columns (curate.decisions).
+
+An analyzer module holds its config model (`Config`) and its class; it imports numpy, polars
+and model packages only inside methods, so building the config stays light.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from curate.sections import Section
 
 from ..decode import Frame, FrameNeed
 
@@ -16,7 +22,8 @@ from ..decode import Frame, FrameNeed
 class Analyzer:
     name: ClassVar[str] = ""
     cost: ClassVar[int] = 0  # cascade order: cheapest first
-    columns: ClassVar[dict[str, Any]] = {}  # polars dtypes of what `end` returns
+    columns: ClassVar[dict[str, str]] = {}  # polars dtype names of what `end` returns
+    Config: ClassVar[type[Section]]
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -34,6 +41,6 @@ class Analyzer:
     def end(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def rejects(self, result: dict[str, Any]) -> str | None:
-        """Why this clip fails this analyzer's threshold (None if it passes or is record-only)."""
-        return None
+    def checks(self) -> list:
+        """The thresholds of this analyzer as curate.decisions.Check expressions (none: record only)."""
+        return []

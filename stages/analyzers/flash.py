@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
+from pydantic import Field
+
+from curate.sections import Decision, Section
 
 from ..decode import FrameNeed
 from .base import Analyzer
 
 
-def flash_frames(luma: np.ndarray, delta: float, return_frames: int) -> tuple[int, int]:
+class FlashConfig(Section):
+    enabled: bool = True
+    sample_stride: int = Field(default=1, ge=1)
+    brightness_delta: float = Field(default=40.0, gt=0)
+    return_frames: int = Field(default=4, ge=1)
+    max_flash_ratio: float = Decision(0.02, ge=0, le=1)
+    record_only: bool = Decision(False)
+
+
+def flash_frames(luma, delta: float, return_frames: int) -> tuple[int, int]:
     """(number of flash frames, number of flash events) in a luma series."""
-    flagged = np.zeros(len(luma), dtype=bool)
+    flagged = [False] * len(luma)
     events = 0
     i = 1
     while i < len(luma):
@@ -19,18 +29,19 @@ def flash_frames(luma: np.ndarray, delta: float, return_frames: int) -> tuple[in
         if abs(luma[i] - base) > delta:
             for k in range(1, return_frames + 1):
                 if i + k < len(luma) and abs(luma[i + k] - base) < delta / 2:
-                    flagged[i:i + k] = True
+                    flagged[i:i + k] = [True] * k
                     events += 1
                     i += k
                     break
         i += 1
-    return int(flagged.sum()), events
+    return sum(flagged), events
 
 
 class FlashAnalyzer(Analyzer):
     name = "flash"
     cost = 1
-    columns = {"flash_ratio": pl.Float64, "flash_events": pl.Int64}
+    columns = {"flash_ratio": "Float64", "flash_events": "Int64"}
+    Config = FlashConfig
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -45,11 +56,13 @@ class FlashAnalyzer(Analyzer):
     def end(self):
         if len(self.luma) < 2:
             return {"flash_ratio": 0.0, "flash_events": 0}
-        count, events = flash_frames(np.asarray(self.luma), self.cfg.brightness_delta,
+        count, events = flash_frames(self.luma, self.cfg.brightness_delta,
                                      max(1, self.cfg.return_frames // self.cfg.sample_stride))
         return {"flash_ratio": round(count / len(self.luma), 4), "flash_events": events}
 
-    def rejects(self, result):
-        if not self.cfg.record_only and result["flash_ratio"] > self.cfg.max_flash_ratio:
-            return f"flash: flash_ratio {result['flash_ratio']:.3f} > max_flash_ratio {self.cfg.max_flash_ratio:g}"
-        return None
+    def checks(self):
+        from curate.decisions import above
+
+        if self.cfg.record_only:
+            return []
+        return [above("flash", "flash_ratio", self.cfg.max_flash_ratio, "max_flash_ratio")]

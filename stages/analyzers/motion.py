@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
-import numpy as np
-import polars as pl
+from pydantic import Field
+
+from curate.sections import Decision, Section
 
 from ..decode import FrameNeed
 from .base import Analyzer
@@ -13,14 +15,25 @@ from .base import Analyzer
 REFERENCE_SHORT_SIDE = 360  # motion_px is pixels per frame as if the clip were 360 px high (640x360)
 
 
+class MotionConfig(Section):
+    enabled: bool = True
+    pairs_per_s: float = Field(default=2.0, gt=0)
+    size: int = Field(default=160, ge=16)
+    method: Literal["dis", "farneback"] = "dis"
+    min_score: float = Decision(0.0005, ge=0)
+    max_score: float | None = Decision(None, gt=0)
+    record_only: bool = Decision(False)
+
+
 class MotionAnalyzer(Analyzer):
     name = "motion"
     cost = 2
-    columns = {"motion_score": pl.Float64, "motion_px": pl.Float64, "motion_pairs": pl.Int64}
+    columns = {"motion_score": "Float64", "motion_px": "Float64", "motion_pairs": "Int64"}
+    Config = MotionConfig
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.need = FrameNeed(short_side=cfg.size, color="gray", per_second=cfg.pairs_per_s, with_next=True)
+        self.need = FrameNeed(short_side=cfg.size, color="gray", per_second=cfg.pairs_per_s, pairs=True)
         self._flow = None
 
     def flow(self):
@@ -40,6 +53,8 @@ class MotionAnalyzer(Analyzer):
         self.shape = None
 
     def feed(self, frame):
+        import numpy as np
+
         image = frame.image(self.need)
         if self.pending is None:
             self.pending = image
@@ -53,17 +68,17 @@ class MotionAnalyzer(Analyzer):
         if not self.magnitudes:
             return {"motion_score": None, "motion_px": None, "motion_pairs": 0}
         height, width = self.shape[:2]
-        mean = float(np.mean(self.magnitudes))
+        mean = sum(self.magnitudes) / len(self.magnitudes)
         return {"motion_score": round(mean / math.hypot(width, height), 6),
                 "motion_px": round(mean * REFERENCE_SHORT_SIDE / min(width, height), 3),
                 "motion_pairs": len(self.magnitudes)}
 
-    def rejects(self, result):
-        score = result["motion_score"]
-        if self.cfg.record_only or score is None:
-            return None
-        if score < self.cfg.min_score:
-            return f"motion: static clip, motion_score {score:.4f} < min_score {self.cfg.min_score:g}"
-        if self.cfg.max_score is not None and score > self.cfg.max_score:
-            return f"motion: motion_score {score:.4f} > max_score {self.cfg.max_score:g}"
-        return None
+    def checks(self):
+        from curate.decisions import above, below
+
+        if self.cfg.record_only:
+            return []
+        found = [below("motion", "motion_score", self.cfg.min_score, "min_score", digits=4, label="static clip, ")]
+        if self.cfg.max_score is not None:
+            found.append(above("motion", "motion_score", self.cfg.max_score, "max_score", digits=4))
+        return found

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
+from pydantic import Field
 
-from curate.errors import CurateError
+from curate.sections import Decision, Device, Section
 
 from ..decode import FrameNeed
-from .base import Analyzer
+from ..models import ModelAnalyzer, missing_package, onnx_providers
 
 EXPOSED = {"FEMALE_GENITALIA_EXPOSED", "FEMALE_BREAST_EXPOSED", "MALE_GENITALIA_EXPOSED", "BUTTOCKS_EXPOSED",
            "ANUS_EXPOSED"}
-_DETECTOR: list = []
 
 
-def load_detector():
-    if not _DETECTOR:
-        try:
-            from nudenet import NudeDetector
-        except ImportError as exc:
-            raise CurateError(f"filter.nsfw needs nudenet ({exc.name} is missing): bash scripts/setup.sh "
-                              "(pip install 'curate[vision]'), or disable it with filter.nsfw.enabled: false") from None
-        _DETECTOR.append(NudeDetector())
-    return _DETECTOR[0]
+class NsfwConfig(Section):
+    enabled: bool = True
+    sample_every_s: float = Field(default=2.0, gt=0)
+    device: Device = "cpu"
+    threshold: float = Decision(0.8, ge=0, le=1)
+    record_only: bool = Decision(False)
 
 
 def frame_score(detections: list[dict]) -> float:
@@ -31,33 +26,40 @@ def frame_score(detections: list[dict]) -> float:
     return max((float(d["score"]) for d in detections if d["class"] in EXPOSED), default=0.0)
 
 
-class NsfwAnalyzer(Analyzer):
+class NsfwAnalyzer(ModelAnalyzer):
     name = "nsfw"
     cost = 11
-    columns = {"nsfw_score": pl.Float64, "nsfw_mean": pl.Float64}
+    columns = {"nsfw_score": "Float64", "nsfw_mean": "Float64"}
+    Config = NsfwConfig
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.need = FrameNeed(short_side=320, color="bgr", per_second=1.0 / cfg.sample_every_s)
 
-    def check(self):
-        load_detector()
+    def load(self, device):
+        try:
+            import onnxruntime
+            from nudenet import NudeDetector
+        except ImportError:
+            raise missing_package("filter.nsfw", "nudenet", "vision", "filter.nsfw.enabled: false") from None
+        providers = onnx_providers(device, "filter.nsfw.device")
+        detector = NudeDetector()
+        if device != "cpu":  # NudeDetector ignores its providers argument: open the same model on the GPU
+            detector.onnx_session = onnxruntime.InferenceSession(
+                detector.onnx_session._model_path, providers=providers)
+        return detector
 
-    def begin(self, clip):
-        self.images: list[np.ndarray] = []
+    def infer(self, batch):
+        return [frame_score(found) for found in self.model.detect_batch(batch, batch_size=len(batch))]
 
-    def feed(self, frame):
-        self.images.append(frame.image(self.need))
-
-    def end(self):
-        if not self.images:
+    def summarize(self, scores):
+        if not scores:
             return {"nsfw_score": None, "nsfw_mean": None}
-        detector = load_detector()
-        scores = [frame_score(detector.detect(image)) for image in self.images]
-        return {"nsfw_score": round(max(scores), 4), "nsfw_mean": round(float(np.mean(scores)), 4)}
+        return {"nsfw_score": round(max(scores), 4), "nsfw_mean": round(sum(scores) / len(scores), 4)}
 
-    def rejects(self, result):
-        score = result["nsfw_score"]
-        if not self.cfg.record_only and score is not None and score > self.cfg.threshold:
-            return f"nsfw: nsfw_score {score:.3f} > threshold {self.cfg.threshold:g}"
-        return None
+    def checks(self):
+        from curate.decisions import above
+
+        if self.cfg.record_only:
+            return []
+        return [above("nsfw", "nsfw_score", self.cfg.threshold, "threshold")]

@@ -1,0 +1,1 @@
+"""sbatch resource profiles (*.yaml), installed as the package data of `curate.profiles`."""

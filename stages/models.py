@@ -1,0 +1,98 @@
+"""Model-backed consumers: one model cache per process, one device rule, one analyzer base.
+
+A model scorer loads its model once per process (`load(device)`, cached by key), turns each
+sampled image into a model input (`preprocess`), runs whole batches (`infer`) and reduces the
+per-frame outputs to the clip's columns (`summarize`). Missing packages, weights or devices stop
+the task in `check()`, before any work, with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+from curate.errors import CurateError
+
+from .analyzers.base import Analyzer
+
+_MODELS: dict[tuple, Any] = {}
+
+
+def cached_model(key: tuple, build: Callable[[], Any]) -> Any:
+    """One instance per key and process: every task of a worker shares it."""
+    if key not in _MODELS:
+        _MODELS[key] = build()
+    return _MODELS[key]
+
+
+def missing_package(feature: str, package: str, extra: str, disable: str | None = None) -> CurateError:
+    setup = "bash scripts/setup.sh --torch" if extra == "models" else "bash scripts/setup.sh"
+    text = f"{feature} needs {package}, which is not installed: {setup} (or pip install 'curate[{extra}]')"
+    return CurateError(text + (f", or disable it with {disable}" if disable else ""))
+
+
+def require_torch_device(device: str, key: str) -> None:
+    if device == "cpu":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise CurateError(f"{key} = {device}, but torch sees no CUDA device here; run on a GPU node "
+                          f"(slurm.stages.<stage>.gres: gpu:1) or set {key}: cpu")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise CurateError(f"{key} = {device}, but only {torch.cuda.device_count()} CUDA device(s) are visible")
+
+
+def onnx_providers(device: str, key: str) -> list:
+    """onnxruntime execution providers for a device setting; CUDA must really be available."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise CurateError(f"{key} = {device}, but onnxruntime has no CUDA provider here: install "
+                          f"onnxruntime-gpu on the GPU nodes, or set {key}: cpu")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+class ModelAnalyzer(Analyzer):
+    """An analyzer backed by a model; subclasses give load, preprocess, infer and summarize."""
+
+    batch_size: ClassVar[int] = 8
+
+    def model_key(self) -> tuple:
+        return (type(self).__name__, self.cfg.device)
+
+    def load(self, device: str) -> Any:
+        raise NotImplementedError
+
+    @property
+    def model(self) -> Any:
+        return cached_model(self.model_key(), lambda: self.load(self.cfg.device))
+
+    def check(self) -> None:
+        self.model  # noqa: B018 - loading is the check: a missing package or device stops here
+
+    def preprocess(self, image) -> Any:
+        return image
+
+    def infer(self, batch: list) -> list:
+        """One output per item of the batch."""
+        raise NotImplementedError
+
+    def summarize(self, outputs: list) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def begin(self, clip: dict) -> None:
+        self.items: list = []
+
+    def feed(self, frame) -> None:
+        self.items.append(self.preprocess(frame.image(self.need)))
+
+    def end(self) -> dict[str, Any]:
+        outputs: list = []
+        for start in range(0, len(self.items), self.batch_size):
+            outputs += self.infer(self.items[start:start + self.batch_size])
+        self.items = []
+        return self.summarize(outputs)
