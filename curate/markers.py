@@ -103,9 +103,10 @@ def read_claim(path: Path) -> ClaimInfo | None:
 class Claim:
     """A held claim; `release()` removes it only if it is still ours."""
 
-    def __init__(self, path: Path, owner: dict):
+    def __init__(self, path: Path, owner: dict, broken: list[str] | None = None):
         self.path = path
         self.owner = owner
+        self.broken = broken or []  # why each stale claim we broke to get here was stale
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,6 +135,7 @@ def try_claim(path: Path, job_alive: JobAliveCheck | None = None) -> tuple[Claim
     """Take the claim. Returns (claim, None) or (None, owner of the live claim that blocks us)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     owner = current_owner()
+    broken: list[str] = []
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -141,28 +143,30 @@ def try_claim(path: Path, job_alive: JobAliveCheck | None = None) -> tuple[Claim
             info = read_claim(path)
             if info is None:
                 continue  # released between our open and our read
-            if info.stale_reason(job_alive, owner["job_id"]) is None:
+            stale = info.stale_reason(job_alive, owner["job_id"])
+            if stale is None:
                 return None, info.owner
             # Rename is atomic: only one breaker gets the stale file, the other sees it gone.
-            broken = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
+            broken_path = path.with_name(f"{path.name}.stale-{uuid.uuid4().hex[:8]}")
             try:
-                os.rename(path, broken)
+                os.rename(path, broken_path)
             except FileNotFoundError:
                 continue
-            if (read_json(broken) or {}) != info.owner:
+            if (read_json(broken_path) or {}) != info.owner:
                 # Another breaker replaced the stale claim with a live one before our rename:
                 # put theirs back (link fails rather than overwrite if the name is taken).
                 try:
-                    os.link(broken, path)
+                    os.link(broken_path, path)
                 except FileExistsError:
                     pass
-            broken.unlink(missing_ok=True)
+            broken_path.unlink(missing_ok=True)
+            broken.append(stale)
             continue
         with os.fdopen(fd, "w") as fh:
             json.dump(owner, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        return Claim(path, owner), None
+        return Claim(path, owner, broken), None
     info = read_claim(path)
     return None, info.owner if info else {}
 

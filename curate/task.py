@@ -122,6 +122,8 @@ def run_task(run: RunDir, stage: str, index: int, plan_path: Path | None = None,
             log(f"{stage}[{index}] is being run by {holder.get('job_id') or 'pid ' + str(holder.get('pid'))} "
                 f"on {holder.get('host')}; leaving it alone")
             return Outcome.BUSY
+        for why in claim.broken:
+            log(f"{stage}[{index}] took over a stale claim: {why}")
         return _run_claimed(run, plan, stage, index, fingerprint, claim, mask, log)
 
 

@@ -8,7 +8,7 @@ if [ -z "${SLURM_CONF:-}" ] && [ "${CURATE_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)
   CURATE_SLURM_DIR="$(mktemp -d /tmp/curate-slurm-test.XXXXXX)"
   trap 'bash scripts/slurm-local-cluster.sh down "$CURATE_SLURM_DIR"' EXIT
   # A small MaxArraySize proves that long arrays are split; its own ports leave any other cluster alone.
-  MAX_ARRAY_SIZE=300 SLURM_PORT_BASE=17817 bash scripts/slurm-local-cluster.sh up "$CURATE_SLURM_DIR" >/dev/null
+  MAX_ARRAY_SIZE=10 SLURM_PORT_BASE=17817 bash scripts/slurm-local-cluster.sh up "$CURATE_SLURM_DIR" >/dev/null
   export SLURM_CONF="$CURATE_SLURM_DIR/etc/slurm.conf" CURATE_REQUIRE_SLURM=1
 elif [ -z "${SLURM_CONF:-}" ]; then
   echo "note: no Slurm cluster for the tests (needs root, or export SLURM_CONF); its tests are skipped" >&2

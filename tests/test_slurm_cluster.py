@@ -4,7 +4,6 @@ scripts/test.sh starts the cluster and exports SLURM_CONF; without one these tes
 unless CURATE_REQUIRE_SLURM=1 (as in CI), where a missing cluster is a failure.
 """
 
-import getpass
 import json
 import os
 import shutil
@@ -37,14 +36,27 @@ def cluster():
         pytest.skip(problem + "; scripts/test.sh starts one")
 
 
+def submitted_jobs(root):
+    """Every job id that a submission under `root` recorded (curate writes each one as it submits)."""
+    ids = set()
+    for doc in root.rglob("submission.json"):
+        for chunks in json.loads(doc.read_text())["stages"].values():
+            ids |= {c["job_id"] for c in chunks if c.get("job_id")}
+    return sorted(ids)
+
+
 @pytest.fixture(autouse=True)
-def empty_queue():
-    """Each test starts and ends with no job of ours left in the queue."""
+def cancel_our_jobs(tmp_path):
+    """Each test ends with none of the jobs it submitted left in the queue; nobody else's is touched."""
     yield
-    subprocess.run(["scancel", "--user", getpass.getuser()], check=False)
+    ids = submitted_jobs(tmp_path)
+    if not ids:
+        return
+    subprocess.run(["scancel", *ids], check=False, capture_output=True)
     deadline = time.time() + 60
-    while subprocess.run(["squeue", "-h", "--user", getpass.getuser()], capture_output=True, text=True).stdout.strip():
-        if time.time() > deadline:
+    while time.time() < deadline:
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i"], capture_output=True, text=True)
+        if not out.stdout.strip():
             break
         time.sleep(0.5)
 
@@ -180,8 +192,10 @@ def test_scancel_and_kill_then_rerun(tmp_path, long_video):
     while squeue_ids("curate-split"):
         assert time.time() < deadline
         time.sleep(0.5)
-    doc = status(workdir)["stages"]["split"]
-    assert doc["done"] == [] and sorted(doc["failed"]) == ["0", "1"], doc
+    deadline = time.time() + 30  # slurmdbd records a cancellation a moment after squeue drops the job
+    while sorted((doc := status(workdir)["stages"]["split"])["failed"]) != ["0", "1"] and time.time() < deadline:
+        time.sleep(0.5)
+    assert doc["done"] == [] and sorted(doc["failed"]) == ["0", "1"], json.dumps(doc)
     assert doc["failed"]["0"].startswith("CANCELLED")
     assert doc["failed"]["1"].startswith("FAILED") and "task died without a marker" in doc["failed"]["1"]  # its claim is left, its job is gone
     assert (workdir / "markers" / "split" / "00001.claim").exists()
@@ -221,27 +235,126 @@ def test_preemption_signal_requeues_cleanly(tmp_path, long_video):
     doc = wait_until_settled(workdir)
     assert doc["stages"]["split"]["done"] == [0]
     log = (workdir / "logs" / "split" / f"{job}.out").read_text()
-    assert "attempt 1" in log and "stopping and requeueing" in log and "attempt 2" in log
+    assert "attempt 1" in log and "time limit or preemption: stopping" in log and "requeueing" in log
+    assert "attempt 2" in log
     assert not (workdir / "markers" / "split" / "00000.failed").exists()
 
 
-def test_thousand_index_array_is_split_and_completes(tmp_path):
+def test_array_beyond_max_array_size_is_split_chained_and_completes(tmp_path):
     limit = int(subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
                 .split("MaxArraySize")[1].split("=")[1].split()[0])
-    assert limit < 1000, "the test cluster must have a small MaxArraySize (scripts/test.sh sets 300)"
+    count = 2 * limit + 5
+    assert limit <= 20, "the test cluster must have a small MaxArraySize (scripts/test.sh sets 10)"
     tiny = tmp_path / "tiny.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=0.3", "-pix_fmt", "yuv420p", str(tiny))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=1.2", "-pix_fmt", "yuv420p", str(tiny))
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for i in range(1000):
+    for i in range(count):
         os.link(tiny, inputs / f"v{i:04d}.mp4")
     workdir = tmp_path / "run"
-    sub = json.loads(curate("submit", "-c", slurm_config(tmp_path), "-w", workdir, "-i", inputs, "--parts", "1000",
-                            "--stage", "fetch", "--array", "0-999", "--json").stdout)
-    chunks = sub["stages"]["fetch"]
-    expected_chunks = -(-1000 // limit)
-    assert len(chunks) == expected_chunks and len({c["job_id"] for c in chunks}) == expected_chunks
-    assert [c["offset"] for c in chunks] == [n * limit for n in range(expected_chunks)]
-    doc = wait_until_settled(workdir, timeout=900)
-    assert doc["stages"]["fetch"]["done"] == list(range(1000)), {k: v for k, v in doc["stages"]["fetch"].items()
-                                                                 if k != "done"}
+    cfg = slurm_config(tmp_path)
+    sub = json.loads(curate("submit", "-c", cfg, "-w", workdir, "-i", inputs, "--parts", str(count),
+                            "--stage", "fetch,split", "--array", f"0-{count - 1}", "--json").stdout)
+    folder = workdir / "submissions" / sub["id"]
+    for stage in ("fetch", "split"):
+        chunks = sub["stages"][stage]
+        assert [c["offset"] for c in chunks] == [0, limit, 2 * limit]  # every task id below MaxArraySize
+        assert [c["task_ids"] for c in chunks] == [list(range(limit)), list(range(limit)), list(range(5))]
+        assert len({c["job_id"] for c in chunks}) == 3
+    for n, fetch_chunk in enumerate(sub["stages"]["fetch"]):
+        script = (folder / f"split-{n:03d}.sbatch").read_text()
+        assert f"#SBATCH --dependency=aftercorr:{fetch_chunk['job_id']}\n" in script
+        assert f"CURATE_INDEX=$((SLURM_ARRAY_TASK_ID + {n * limit}))" in script
+    doc = wait_until_settled(workdir, timeout=600)
+    for stage in ("fetch", "split"):
+        assert doc["stages"][stage]["done"] == list(range(count)), doc["stages"][stage]
+    # the index offset reached the task: index 2*limit+4 split the video of its own manifest part
+    last = pl.read_parquet(workdir / "stages" / "split" / f"part-{count - 1:05d}.parquet")
+    manifest = pl.read_parquet(workdir / "manifests" / f"part-{count - 1:05d}.parquet")
+    assert set(last["relpath"]) == set(manifest["relpath"])
+
+
+def test_requeued_task_takes_over_the_claim_of_its_own_dead_attempt(tmp_path, long_video):
+    """A node failure leaves the claim of attempt 1 behind, holding the job id that Slurm gives
+    the requeued attempt 2 too: attempt 2 must do the work, and the next stage must complete."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    os.link(long_video, inputs / "long.mp4")
+    workdir = tmp_path / "run"
+    cfg = slurm_config(tmp_path)
+    curate("submit", "-c", cfg, "-w", workdir, "-i", inputs, "--stage", "fetch")
+    wait_until_settled(workdir)
+    curate("submit", "-c", cfg, "-w", workdir, "--stage", "split,filter")
+    claim = workdir / "markers" / "split" / "00000.claim"
+    wait_for(claim)
+    time.sleep(0.5)
+    (job,) = squeue_ids("curate-split")
+    assert json.loads(claim.read_text())["job_id"] == job
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    deadline = time.time() + 60
+    while squeue_ids("curate-split").get(job) != "PENDING":
+        assert time.time() < deadline, "the task was not requeued"
+        time.sleep(0.2)
+    # What the dead node left: attempt 1's claim, from another host, heartbeat fresh.
+    claim.write_text(json.dumps({"job_id": job, "host": "node-that-died", "pid": 4242, "attempt": 1,
+                                 "start": time.time(), "token": "attempt-1"}))
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    doc = wait_until_settled(workdir)
+    assert doc["stages"]["split"]["done"] == [0] and doc["stages"]["filter"]["done"] == [0], doc
+    log = (workdir / "logs" / "split" / f"{job}.out").read_text()
+    assert "attempt 2" in log and "took over a stale claim: left by an earlier attempt of this job" in log
+    assert table(workdir).filter(pl.col("status") == "ok").height >= 50
+
+
+def test_requeue_is_capped_by_max_requeues(tmp_path, long_video):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    os.link(long_video, inputs / "long.mp4")
+    workdir = tmp_path / "run"
+    cfg = slurm_config(tmp_path, "  max_requeues: 1\n")
+    curate("submit", "-c", cfg, "-w", workdir, "-i", inputs, "--stage", "fetch")
+    wait_until_settled(workdir)
+    curate("submit", "-c", cfg, "-w", workdir, "--stage", "split")
+    claim = workdir / "markers" / "split" / "00000.claim"
+    for attempt in (1, 2):
+        deadline = time.time() + 60
+        while not claim.exists() or json.loads(claim.read_text() or "{}").get("attempt") != attempt:
+            assert time.time() < deadline, f"attempt {attempt} never claimed the task"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        (job,) = squeue_ids("curate-split")
+        subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)  # as at the time limit
+        if attempt == 1:
+            deadline = time.time() + 60
+            while squeue_ids("curate-split").get(job) != "PENDING":
+                assert time.time() < deadline, "the first stop was not requeued"
+                time.sleep(0.2)
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    doc = wait_until_settled(workdir)
+    failed = doc["stages"]["split"]["failed"]
+    assert list(failed) == ["0"] and failed["0"].startswith("FAILED") and "slurm.max_requeues=1" in failed["0"], doc
+    marker = json.loads((workdir / "markers" / "split" / "00000.failed").read_text())
+    assert "after 1 requeues" in marker["error"] and "slurm.stages.split.time" in marker["error"]
+    log = (workdir / "logs" / "split" / f"{job}.out").read_text()
+    assert "attempt 2" in log and "not requeued: slurm.max_requeues reached" in log and "attempt 3" not in log
+    assert not claim.exists()
+
+
+def test_workdir_with_a_space_and_resubmitting_done_work(tmp_path, eight_videos):
+    workdir = tmp_path / "run dir"  # quoted in every #SBATCH line and in the task command
+    cfg = slurm_config(tmp_path)
+    curate("submit", "-c", cfg, "-w", workdir, "-i", eight_videos, "--parts", "4")
+    doc = wait_until_settled(workdir)
+    assert doc["stages"]["filter"]["done"] == [0, 1, 2, 3], doc
+    assert len(list((workdir / "logs" / "filter").glob("*_*.out"))) == 4
+    again = curate("submit", "-c", cfg, "-w", workdir, "--json")
+    sub = json.loads(again.stdout)
+    assert sub["already_done"] == 4 and sub["stages"] == {}
+    text = curate("submit", "-c", cfg, "-w", workdir).stderr
+    assert "left out 4 indices already done" in text and "nothing submitted" in text
+    # Only index 2's filter is undone: only it goes to sbatch, with no fetch or split job.
+    (workdir / "markers" / "filter" / "00002.done").unlink()
+    sub = json.loads(curate("submit", "-c", cfg, "-w", workdir, "--json").stdout)
+    assert sub["already_done"] == 3 and sub["indices"] == "2" and list(sub["stages"]) == ["filter"]
+    doc = wait_until_settled(workdir)
+    assert doc["stages"]["filter"]["done"] == [0, 1, 2, 3]

@@ -94,3 +94,42 @@ def test_submit_without_slurm_is_a_clear_error(tmp_path, monkeypatch):
                   env={"PATH": "/usr/bin/nonexistent:" + str(tmp_path)})
     assert proc.returncode == 2 and "not found" in proc.stderr and "curate local" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_paths_and_values_with_spaces_are_quoted(tmp_path):
+    cfg = validate_config({"slurm": {"stages": {"split": {"partition": "gpu", "constraint": "a100|h100",
+                                                          "account": 'my "team"'}}}})
+    run = RunDir.at(tmp_path / "run dir")
+    script = render_script(run, "split", Chunk(0, [0]), resources_for(cfg, "split"),
+                           run.root / "submissions" / "s" / "plan.yaml", "/opt/my env/bin/python", [], None, "s")
+    lines = script.splitlines()
+    logs = f"{tmp_path}/run dir/logs/split"
+    for expected in (f'#SBATCH --output="{logs}/%A_%a.out"', f'#SBATCH --error="{logs}/%A_%a.err"',
+                     "#SBATCH --partition=gpu", '#SBATCH --constraint="a100|h100"',
+                     '#SBATCH --account="my \\"team\\""'):
+        assert expected in lines, expected
+    assert f"'/opt/my env/bin/python' -m curate run --workdir '{tmp_path}/run dir'" in script
+
+
+def test_shipped_profiles_are_package_data(tmp_path):
+    """A non-editable install finds slurm/default.yaml: the wheel carries it as curate/profiles."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import REPO
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("curate-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"curate/profiles/default.yaml", "curate/profiles/local-test.yaml"} <= set(names)
+    assert "stages/analyzers/ocr.py" in names and "curate/executors/slurm.py" in names
+    # Loading a profile uses the installed package, not a path into the source tree.
+    target = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(target)
+    code = ("from curate.executors.slurm import load_profile, profile_dir; "
+            "print(profile_dir()); print(load_profile('default')['stages']['split'].mem)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}).stdout.split()
+    assert out == [str(target / "curate" / "profiles"), "4G"]
