@@ -172,14 +172,16 @@ class Sampler:
 
     def __init__(self, need: FrameNeed):
         self.need = need
-        self.reset()
-
-    def reset(self, clip: dict | None = None) -> None:
         self.count, self.next_time, self.want_next = 0, None, False
         self.targets: list[float] = []
+
+    def reset(self, clip: dict) -> None:
+        """Start a clip: sampling restarts at its first frame."""
+        self.count, self.next_time, self.want_next = 0, None, False
+        self.targets = []
         if self.need.count:
-            start = float((clip or {}).get("start_s") or 0.0)
-            end = (clip or {}).get("end_s")
+            start = float(clip.get("start_s") or 0.0)
+            end = clip.get("end_s")
             if end is None:
                 raise ValueError("FrameNeed.count needs clips with an end time (end_s)")
             step = (float(end) - start) / self.need.count
