@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from stages import STAGES
+
 from .errors import CurateError
 
 app = typer.Typer(
@@ -87,7 +89,8 @@ def manifest(
 
 @app.command()
 def run(
-    stage: str = typer.Option(..., "--stage", "-s", help="Stage to run (fetch, split, ...)."),
+    stage: str = typer.Option(..., "--stage", "-s", help="Stage to run: " + "; ".join(
+        f"{spec.name} ({spec.help})" for spec in STAGES.values()) + "."),
     index: Optional[int] = typer.Option(None, "--index", "-i",
                                         help="Array index; defaults to $SLURM_ARRAY_TASK_ID."),
     workdir: Path = WorkdirOpt,

@@ -18,7 +18,6 @@ from .errors import CurateError
 from .rundir import RunDir, atomic_write_json, atomic_write_parquet, read_json
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
-MANIFEST_COLUMNS = ("video_id", "kind", "source", "relpath", "bytes")
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import os
 
-# Environment variables that may hold secrets; stages that read a key from another variable
-# (e.g. caption.api_key_env) add its name with `register`.
-SECRET_ENV_VARS = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY"]
+# Environment variables that may hold secrets.
+SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
 MIN_SECRET_LEN = 6  # shorter values would scrub ordinary words
-
-
-def register(name: str) -> None:
-    if name and name not in SECRET_ENV_VARS:
-        SECRET_ENV_VARS.append(name)
 
 
 def scrub(text: str) -> str:

@@ -39,7 +39,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("fetch", "stages.fetch", "FetchStage", "FetchConfig", 1,
               "list local videos or extract archive shards safely; probe each video"),
     StageSpec("split", "stages.split", "SplitStage", "SplitConfig", 1,
-              "detect shots and cut them into clips of [min_s, max_s] seconds"),
+              "detect shots and cut them into clips of min_s to max_s seconds"),
     StageSpec("filter", "stages.filter", "FilterStage", "FilterConfig", 1,
               "flash, motion, OCR text area and NSFW scores per clip, over one decode"),
 )}

@@ -220,7 +220,7 @@ class ClipScan:
     frames: int  # decoded frames inside the clip's range (0: nothing decodable there)
 
 
-def scan_clips(path: str, clips: list[dict], consumers: list, threads: int = 0) -> Iterator[ClipScan]:
+def scan_clips(path: str, clips: list[dict], consumers: list[FrameConsumer], threads: int = 0) -> Iterator[ClipScan]:
     """The decode loop: one pass over `path` feeds every consumer the frames of every clip.
 
     `clips` are dicts with `start_s` and `end_s` (seconds, end exclusive; `end_s` None = to the end

@@ -10,12 +10,6 @@ from pathlib import Path
 
 from curate.errors import CurateError
 
-PROBE_COLUMNS = {
-    "width": int, "height": int, "fps": float, "duration_s": float, "num_frames": int,
-    "codec": str, "rotation": int, "has_audio": bool,
-}
-
-
 def require_ffmpeg() -> None:
     for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
