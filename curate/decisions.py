@@ -42,12 +42,14 @@ def below(name: str, column: str, limit: float, key: str, digits: int = 3, label
     return Check(name, (column,), pl.col(column) < limit, text)
 
 
-def run_checks(config) -> list[Check]:
-    """Every check of every enabled stage of this config."""
+def run_checks(config, until: str | None = None) -> list[Check]:
+    """Every check of every enabled stage of this config (only the stages before `until`)."""
     from stages import STAGES
 
     checks: list[Check] = []
     for name, spec in STAGES.items():
+        if name == until:
+            break
         section = config.stage_section(name)
         if section.enabled:
             checks += spec.load().checks(section)

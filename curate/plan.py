@@ -29,8 +29,9 @@ def stage_fingerprints(config: Config, manifest_fingerprint: str) -> dict[str, s
     for stage in enabled_stages(config):
         section = config.stage_section(stage)
         section = fingerprint_fields(section, with_decisions=bool(getattr(section, "cascade", False)))
-        upstream = stable_hash({"stage": stage, "version": STAGES[stage].version,
-                                "config": section, "upstream": upstream})
+        inputs = STAGES[stage].load().fingerprint_inputs(config)
+        upstream = stable_hash({"stage": stage, "version": STAGES[stage].version, "config": section,
+                                "upstream": upstream, **({"inputs": inputs} if inputs else {})})
         fingerprints[stage] = upstream
     return fingerprints
 

@@ -62,7 +62,11 @@ def fingerprint_fields(section: BaseModel, with_decisions: bool) -> dict:
         if not with_decisions and (field.json_schema_extra or {}).get("decision"):
             continue
         value = getattr(section, name)
-        out[name] = fingerprint_fields(value, with_decisions) if isinstance(value, BaseModel) else value
+        if isinstance(value, BaseModel):
+            value = fingerprint_fields(value, with_decisions)
+        elif isinstance(value, list):
+            value = [fingerprint_fields(v, with_decisions) if isinstance(v, BaseModel) else v for v in value]
+        out[name] = value
     return json.loads(json.dumps(out, default=str))
 
 

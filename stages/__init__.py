@@ -34,7 +34,7 @@ class StageSpec:
         return load_target(f"{self.module}:{self.config_class}")
 
 
-# Pipeline order. score, caption and upload plug in here with the same shape.
+# Pipeline order. caption and upload plug in here with the same shape.
 STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("fetch", "stages.fetch", "FetchStage", "FetchConfig", 1,
               "list local videos or extract archive shards safely; probe each video"),
@@ -42,5 +42,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
               "detect shots and cut them into clips of min_s to max_s seconds"),
     StageSpec("filter", "stages.filter", "FilterStage", "FilterConfig", 1,
               "flash, motion, OCR text area and NSFW scores per clip, over one decode"),
+    StageSpec("score", "stages.score", "ScoreStage", "ScoreConfig", 1,
+              "quality, aesthetic and classifier scores of the kept clips, on CPU or GPU"),
 )}
 STAGE_ORDER = tuple(STAGES)

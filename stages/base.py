@@ -46,6 +46,11 @@ class Stage:
         raise NotImplementedError
 
     @classmethod
+    def fingerprint_inputs(cls, config) -> dict:
+        """Settings outside this stage's own section that change its output (none by default)."""
+        return {}
+
+    @classmethod
     def checks(cls, cfg) -> list:
         """This stage's thresholds as curate.decisions.Check expressions, applied at export."""
         return []

@@ -8,7 +8,7 @@ the task in `check()`, before any work, with a message that says what to do.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 from curate.errors import CurateError
 
@@ -59,7 +59,9 @@ def onnx_providers(device: str, key: str) -> list:
 class ModelAnalyzer(Analyzer):
     """An analyzer backed by a model; subclasses give load, preprocess, infer and summarize."""
 
-    batch_size: ClassVar[int] = 8
+    @property
+    def batch_size(self) -> int:
+        return getattr(self.cfg, "batch_size", 8)
 
     def model_key(self) -> tuple:
         return (type(self).__name__, self.cfg.device)

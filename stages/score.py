@@ -1,0 +1,207 @@
+"""score: quality, aesthetics and classifier scores per clip, on CPU or GPU.
+
+It scores the clips that the earlier stages' thresholds keep (`only_kept`; those thresholds then
+belong to its fingerprint), stores every score, and leaves keep/drop to export (`min`/`max` per
+scorer). One decode per video, in a producer thread: the decode loop samples each scorer's frames
+and preprocesses them on the CPU into a bounded queue of clips, so the GPU never waits on a
+decode and memory stays bounded by `queue_clips` and the batch sizes. The consumer batches each
+scorer's frames across clips (`batch_size`) and runs up to `workers` scorers at once (scorers on
+different GPUs in parallel). Each model is loaded once per task process, before any work.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import defaultdict
+
+from pydantic import Field
+
+from curate.sections import StageSection, fingerprint_fields, subsections
+
+from .base import Stage
+from .decode import scan_clips
+from .scorers import build_scorers, scorer_classes
+from .scorers.classifier import ClassifierConfig
+
+PUT_WAIT_S = 0.5
+
+
+class ScoreBase(StageSection):
+    only_kept: bool = True
+    workers: int = Field(default=1, ge=1)
+    decode_threads: int = Field(default=0, ge=0)
+    queue_clips: int = Field(default=8, ge=1)
+    classifiers: list[ClassifierConfig] = Field(default_factory=list)
+
+
+# score: its own keys plus one sub-section per registered scorer (stages/scorers/__init__.py).
+ScoreConfig = subsections("ScoreConfig", ScoreBase, {name: cls.Config for name, cls in scorer_classes().items()})
+
+
+class Collector:
+    """Decode-loop consumer that keeps a scorer's preprocessed inputs for the current clip."""
+
+    def __init__(self, scorer):
+        self.scorer = scorer
+        self.need = scorer.need
+
+    def begin(self, clip: dict) -> None:
+        self.items: list = []
+
+    def feed(self, frame) -> None:
+        self.items.append(self.scorer.preprocess(frame.image(self.need)))
+
+    def end(self) -> list:
+        return self.items
+
+
+class Batcher:
+    """Gathers one scorer's inputs across clips and infers whole batches."""
+
+    def __init__(self, scorer):
+        self.scorer = scorer
+        self.pending: list[tuple[str, list]] = []
+        self.seconds = 0.0
+
+    def add(self, clip_id: str, items: list) -> list[tuple[str, dict]]:
+        self.pending.append((clip_id, items))
+        if sum(len(i) for _, i in self.pending) >= self.scorer.batch_size:
+            return self.flush()
+        return []
+
+    def flush(self) -> list[tuple[str, dict]]:
+        started = time.perf_counter()
+        flat = [item for _, items in self.pending for item in items]
+        outputs: list = []
+        for start in range(0, len(flat), self.scorer.batch_size):
+            outputs += self.scorer.infer(flat[start:start + self.scorer.batch_size])
+        done, at = [], 0
+        for clip_id, items in self.pending:
+            done.append((clip_id, self.scorer.summarize(outputs[at:at + len(items)])))
+            at += len(items)
+        self.pending = []
+        self.seconds += time.perf_counter() - started
+        return done
+
+
+class ScoreStage(Stage):
+    name = "score"
+
+    @classmethod
+    def checks(cls, cfg) -> list:
+        return [c for s in build_scorers(cfg) for c in s.checks()]
+
+    @classmethod
+    def fingerprint_inputs(cls, config) -> dict:
+        """With only_kept, which clips get scored follows the thresholds of the stages before."""
+        from stages import STAGES
+
+        if not config.score.only_kept:
+            return {}
+        before = list(STAGES)[:list(STAGES).index("score")]
+        return {name: fingerprint_fields(config.stage_section(name), with_decisions=True) for name in before
+                if config.stage_section(name).enabled}
+
+    def check(self) -> None:
+        self.scorers = build_scorers(self.cfg)
+        for scorer in self.scorers:
+            scorer.check()
+
+    def run(self, rows):
+        import polars as pl
+
+        from curate.decisions import failing_reasons, run_checks
+
+        from .schema import dtypes
+
+        wanted = (pl.col("status") == "ok") & pl.col("clip_id").is_not_null()
+        if self.cfg.only_kept:
+            earlier = run_checks(self.ctx.plan.config, until=self.name)
+            wanted = wanted & (failing_reasons(earlier, rows.columns).list.len() == 0)
+        targets = rows.filter(wanted).to_dicts() if self.scorers else []
+        results = self._score(targets)
+        columns = {}
+        for scorer in self.scorers:
+            columns.update(scorer.columns)
+        schema = {**dict(rows.schema), **dtypes(columns)}
+        out = [{**row, **results.get(row.get("clip_id"), {})} for row in rows.to_dicts()]
+        self.ctx.stats["clips_scored"] = sum(1 for r in results.values() if r.get("status") != "failed")
+        return pl.DataFrame([{k: r.get(k) for k in schema} for r in out], schema=schema)
+
+    def _score(self, clips: list[dict]) -> dict[str, dict]:
+        by_video: dict[str, list[dict]] = defaultdict(list)
+        for clip in clips:
+            by_video[clip["path"]].append(clip)
+        results: dict[str, dict] = defaultdict(dict)
+        if not clips:
+            return results
+        handoff: queue.Queue = queue.Queue(maxsize=self.cfg.queue_clips)
+        stop = threading.Event()
+        decode_s = [0.0]
+
+        def put(item) -> None:
+            while not stop.is_set():
+                try:
+                    handoff.put(item, timeout=PUT_WAIT_S)
+                    return
+                except queue.Full:
+                    continue
+
+        def produce() -> None:
+            try:
+                for n, (path, video_clips) in enumerate(by_video.items(), 1):
+                    self.ctx.log(f"score[{self.ctx.index}] {n}/{len(by_video)} {video_clips[0]['relpath']}: "
+                                 f"{len(video_clips)} clips")
+                    collectors = [Collector(s) for s in self.scorers]
+                    sent: set[str] = set()
+                    started = time.perf_counter()
+                    try:
+                        for scan in scan_clips(path, video_clips, collectors, self.cfg.decode_threads):
+                            decode_s[0] += time.perf_counter() - started
+                            put(("clip", scan.clip["clip_id"], scan.frames, [c.end() for c in collectors]))
+                            sent.add(scan.clip["clip_id"])
+                            started = time.perf_counter()
+                    except Exception as exc:  # a broken file fails its unscored clips, not the task
+                        for clip in video_clips:
+                            if clip["clip_id"] not in sent:
+                                put(("failed", clip["clip_id"], f"score decode failed: {type(exc).__name__}: {exc}"))
+            finally:
+                put(None)
+
+        producer = threading.Thread(target=produce, name="curate-score-decode", daemon=True)
+        producer.start()
+        batchers = [Batcher(s) for s in self.scorers]
+        pool = None
+        if self.cfg.workers > 1 and len(batchers) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(max_workers=self.cfg.workers, thread_name_prefix="curate-score")
+
+        def each(call) -> None:
+            """Run `call(batcher)` for every scorer, in parallel with workers > 1, and store the results."""
+            outcomes = list(pool.map(call, batchers)) if pool else [call(b) for b in batchers]
+            for done in outcomes:
+                for clip_id, columns in done:
+                    results[clip_id].update(columns)
+
+        try:
+            while (item := handoff.get()) is not None:
+                if item[0] == "failed":
+                    results[item[1]] = {"status": "failed", "reason": item[2]}
+                    continue
+                _, clip_id, frames, items = item
+                if not frames:
+                    results[clip_id] = {"status": "failed", "reason": "score: no frame decoded in the clip's range"}
+                    continue
+                each(lambda b, _items=dict(zip(batchers, items)), _id=clip_id: b.add(_id, _items[b]))
+            each(lambda b: b.flush())
+        finally:
+            stop.set()
+            if pool:
+                pool.shutdown(wait=True)
+            producer.join(timeout=10)
+        self.ctx.stats["decode_s"] = round(decode_s[0], 3)
+        self.ctx.stats["infer_s"] = {b.scorer.main: round(b.seconds, 3) for b in batchers}
+        return results

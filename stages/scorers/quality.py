@@ -1,0 +1,87 @@
+"""quality: a weight-free technical quality score on CPU (no model, no download).
+
+Per sampled frame (luma, native size; sharpness at a fixed 360-px short side so sizes compare):
+- `sharpness`: variance of the Laplacian (focus measure; blur and upscaling lower it);
+- `noise`: sigma of the noise, Immerkaer's fast estimator (a 3x3 Laplacian-difference kernel);
+- `blockiness`: mean luma step across the 8x8 coding-block grid over the mean step elsewhere
+  (1.0 = no visible blocks; heavy compression shows 1.3 and more);
+- `exposure`: share of pixels not clipped to black (<= 4) or white (>= 251).
+`quality` in [0, 1] multiplies one factor per measure, each 1.0 when that measure is fine:
+sharpness 1 - exp(-sharpness / 150), blocks clip(1 - 2 * (blockiness - 1), 0, 1), noise
+1 / (1 + (noise / 10)^2), exposure as is. Columns are medians over the sampled frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from ..decode import FrameNeed
+from .base import Scorer, ScorerConfig
+
+SHARPNESS_SIDE = 360
+
+
+class QualityConfig(ScorerConfig):
+    enabled: bool = True  # weight-free: on by default
+    frames: int = Field(default=4, ge=1)
+
+
+def frame_measures(gray) -> dict[str, float]:
+    import cv2
+    import numpy as np
+
+    height, width = gray.shape
+    scale = SHARPNESS_SIDE / min(height, width)
+    small = cv2.resize(gray, (max(8, round(width * scale)), max(8, round(height * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    sharpness = float(cv2.Laplacian(small, cv2.CV_32F).var())
+    image = gray.astype(np.float32)
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+    response = np.abs(cv2.filter2D(image, -1, kernel)[1:-1, 1:-1])
+    noise = float(math.sqrt(math.pi / 2) * response.mean() / 6)
+    steps_x = np.abs(np.diff(image, axis=1))
+    steps_y = np.abs(np.diff(image, axis=0))
+    on_grid = np.concatenate([steps_x[:, 7::8].ravel(), steps_y[7::8, :].ravel()])
+    off_x = np.delete(steps_x, np.s_[7::8], axis=1)
+    off_y = np.delete(steps_y, np.s_[7::8], axis=0)
+    off_grid = (off_x.sum() + off_y.sum()) / max(1, off_x.size + off_y.size)
+    blockiness = float(on_grid.mean() / off_grid) if off_grid > 0.5 and on_grid.size else 1.0
+    exposure = float(((gray > 4) & (gray < 251)).mean())
+    return {"sharpness": sharpness, "noise": noise, "blockiness": blockiness, "exposure": exposure}
+
+
+def combine(m: dict[str, float]) -> float:
+    sharp = 1 - math.exp(-m["sharpness"] / 150)
+    blocks = min(1.0, max(0.0, 1 - 2 * (m["blockiness"] - 1)))
+    noise = 1 / (1 + (m["noise"] / 10) ** 2)
+    return sharp * blocks * noise * m["exposure"]
+
+
+class QualityScorer(Scorer):
+    name = "quality"
+    main = "quality"
+    cost = 1
+    columns = {"quality": "Float64", "sharpness": "Float64", "noise": "Float64", "blockiness": "Float64",
+               "exposure": "Float64"}
+    Config = QualityConfig
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.need = FrameNeed(color="gray", count=cfg.frames)
+
+    def load(self, device):
+        return None  # nothing to load: the measures are plain image statistics
+
+    def preprocess(self, image):
+        return frame_measures(image)  # reduce each frame at once: no full frames are kept
+
+    def infer(self, batch):
+        return batch
+
+    def summarize(self, outputs):
+        if not outputs:
+            return {column: None for column in self.columns}
+        medians = {k: sorted(o[k] for o in outputs)[len(outputs) // 2] for k in outputs[0]}
+        return {"quality": round(combine(medians), 4), **{k: round(v, 4) for k, v in medians.items()}}
