@@ -442,6 +442,46 @@ def export_cmd(
                              "`incomplete` rows; see `curate status`")
 
 
+@app.command()
+def models(
+    config: Optional[Path] = ConfigOpt,
+    workdir: Optional[Path] = typer.Option(None, "--workdir", "-w", help="Read the config of this run instead."),
+    check: bool = typer.Option(False, "--check", help="Also load every enabled scorer (finds wrong or broken weights)."),
+    as_json: bool = JsonOpt,
+):
+    """Every model the pipeline can use: where its weights are looked for and whether they are there."""
+    from .config import load_config
+    from .models_report import model_rows
+
+    if workdir is not None:
+        from .plan import load_plan
+        from .rundir import RunDir
+
+        cfg = load_plan(RunDir.at(workdir)).config
+    else:
+        cfg = load_config(config)
+    rows = model_rows(cfg, check=check)
+    missing = [r["model"] for r in rows if r["enabled"] and (not r["found"] or r.get("loads") not in (None, "ok"))]
+    if as_json:
+        print(json.dumps(rows))
+        raise typer.Exit(1 if missing else 0)
+    from rich.table import Table
+
+    table = Table(title="models (weights looked for where shown; HF files in the HF cache, HF_HOME)")
+    for column in ("model", "enabled", "found", "weights"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["model"], "yes" if row["enabled"] else "no",
+                      "[green]yes[/]" if row["found"] else "[red]no[/]", f"{row['weights']} ({row['where']})")
+    _console().print(table)
+    for row in rows:
+        if row.get("loads") not in (None, "ok"):
+            _console(stderr=True).print(f"[red]{row['model']} does not load[/]: {row['loads']}")
+    if missing:
+        _console(stderr=True).print(f"[red]enabled models without usable weights[/]: {', '.join(missing)}")
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

@@ -2,7 +2,8 @@
 # Idempotent set-up on a fresh Debian/Ubuntu machine: ffmpeg, a virtualenv in .venv, curate with
 # its CPU analyzers (OCR, NSFW: ONNX models shipped in their packages) and test dependencies.
 # `--torch` also installs torch==2.13.0 first (the CPU build where the machine provides it, so no
-# multi-GB CUDA build is pulled) and the TransNetV2 splitter.
+# multi-GB CUDA build is pulled), the TransNetV2 splitter and the model scorers (open_clip,
+# transformers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_torch=0
@@ -39,7 +40,7 @@ if [ "$with_torch" = 1 ] && ! .venv/bin/python -c "import torch" 2>/dev/null; th
 fi
 echo "== installing curate into .venv"
 extras="test,vision"
-[ "$with_torch" = 1 ] && extras="$extras,models"
+[ "$with_torch" = 1 ] && extras="$extras,models,score"
 pip_q -e ".[$extras]"
 # OCR models ship inside rapidocr-onnxruntime; --no-deps keeps its GUI OpenCV requirement out.
 pip_q --no-deps "rapidocr-onnxruntime==1.4.4"

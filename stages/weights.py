@@ -38,7 +38,7 @@ class WeightsRef(Section):
             cached = try_to_load_from_cache(self.hf_repo, self.filename, revision=self.revision)
             if isinstance(cached, str):
                 return Path(cached), "in the HF cache"
-            return None, "not in the HF cache (HF_HOME); downloaded on first use unless HF_HUB_OFFLINE=1"
+            return None, "not in the HF cache"
         return None, "not configured"
 
     def resolve(self, key: str, how: str) -> Path:

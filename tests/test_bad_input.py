@@ -48,7 +48,7 @@ def test_every_bad_input_is_a_row_with_a_reason(bad_media, workdir):
     assert all(r["motion_score"] is not None for r in odd + portrait + rotated)
 
     status = json.loads(curate("status", "-w", workdir, "--json").stdout)
-    for stage in ("fetch", "split", "filter"):
+    for stage in ("fetch", "split", "filter", "score"):
         assert status["stages"][stage]["done"] == [0, 1, 2]
         assert status["stages"][stage]["failed"] == {}
 

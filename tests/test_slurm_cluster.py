@@ -130,7 +130,7 @@ def test_all_stages_match_the_local_executor(tmp_path, eight_videos):
         script = (folder / f"split-{n:03d}.sbatch").read_text()
         assert f"#SBATCH --dependency=aftercorr:{fetch_chunk['job_id']}\n" in script
     doc = wait_until_settled(workdir)
-    for stage in ("fetch", "split", "filter"):
+    for stage in ("fetch", "split", "filter", "score"):
         assert doc["stages"][stage]["done"] == list(range(8)), doc
 
     local = tmp_path / "local-run"
@@ -156,15 +156,15 @@ def test_failed_index_blocks_only_its_successor_then_rerun(tmp_path, eight_video
     assert fetch["done"] == [0, 1, 3] and list(fetch["failed"]) == ["2"]
     assert fetch["failed"]["2"].startswith("FAILED") and "fetch[2] failed" in fetch["failed"]["2"]
     assert split["done"] == [0, 1, 3] and split["blocked"] == [2] and split["failed"] == {}
-    assert doc["stages"]["filter"]["blocked"] == [2]
+    assert doc["stages"]["filter"]["blocked"] == doc["stages"]["score"]["blocked"] == [2]
     text = curate("status", "-w", workdir).stdout
     assert "fetch[2] FAILED" in text and "blocked by a failed earlier stage: 2" in text
 
     part.write_bytes(good)
     rerun = json.loads(curate("rerun", "-w", workdir, "--failed", "--json").stdout)
-    assert rerun["indices"] == "2" and list(rerun["stages"]) == ["fetch", "split", "filter"]
+    assert rerun["indices"] == "2" and list(rerun["stages"]) == ["fetch", "split", "filter", "score"]
     doc = wait_until_settled(workdir)
-    assert doc["stages"]["filter"]["done"] == [0, 1, 2, 3]
+    assert doc["stages"]["score"]["done"] == [0, 1, 2, 3]
     result = table(workdir)
     assert "incomplete" not in result["status"].to_list()
     assert result["clip_id"].drop_nulls().is_duplicated().sum() == 0
@@ -345,16 +345,16 @@ def test_workdir_with_a_space_and_resubmitting_done_work(tmp_path, eight_videos)
     cfg = slurm_config(tmp_path)
     curate("submit", "-c", cfg, "-w", workdir, "-i", eight_videos, "--parts", "4")
     doc = wait_until_settled(workdir)
-    assert doc["stages"]["filter"]["done"] == [0, 1, 2, 3], doc
-    assert len(list((workdir / "logs" / "filter").glob("*_*.out"))) == 4
+    assert doc["stages"]["score"]["done"] == [0, 1, 2, 3], doc
+    assert len(list((workdir / "logs" / "score").glob("*_*.out"))) == 4
     again = curate("submit", "-c", cfg, "-w", workdir, "--json")
     sub = json.loads(again.stdout)
     assert sub["already_done"] == 4 and sub["stages"] == {}
     text = curate("submit", "-c", cfg, "-w", workdir).stderr
     assert "left out 4 indices already done" in text and "nothing submitted" in text
-    # Only index 2's filter is undone: only it goes to sbatch, with no fetch or split job.
+    # Only index 2's filter is undone: only it (and the score after it) goes to sbatch, no fetch or split job.
     (workdir / "markers" / "filter" / "00002.done").unlink()
     sub = json.loads(curate("submit", "-c", cfg, "-w", workdir, "--json").stdout)
-    assert sub["already_done"] == 3 and sub["indices"] == "2" and list(sub["stages"]) == ["filter"]
+    assert sub["already_done"] == 3 and sub["indices"] == "2" and list(sub["stages"]) == ["filter", "score"]
     doc = wait_until_settled(workdir)
-    assert doc["stages"]["filter"]["done"] == [0, 1, 2, 3]
+    assert doc["stages"]["filter"]["done"] == doc["stages"]["score"]["done"] == [0, 1, 2, 3]

@@ -77,10 +77,11 @@ def test_dry_run_prints_every_chunk_chained(tmp_path):
     out = curate("submit", "-c", cfg, "-w", tmp_path / "run", "-i", videos, "--parts", "1000",
                  "--array", "0-999%40", "--dry-run").stdout
     arrays = re.findall(r"^#SBATCH --array=(.*)$", out, re.MULTILINE)
-    assert arrays == ["0-299%40", "0-299%40", "0-299%40", "0-99%40"] * 3  # fetch, split, filter
+    assert arrays == ["0-299%40", "0-299%40", "0-299%40", "0-99%40"] * 4  # fetch, split, filter, score
     deps = re.findall(r"^#SBATCH --dependency=aftercorr:(.*)$", out, re.MULTILINE)
-    assert deps == [f"<job id of {stage} chunk {n}>" for stage in ("fetch", "split") for n in range(4)]
-    assert out.count("CURATE_INDEX=$((SLURM_ARRAY_TASK_ID + 900))") == 3
+    assert deps == [f"<job id of {stage} chunk {n}>" for stage in ("fetch", "split", "filter") for n in range(4)]
+    assert out.count("CURATE_INDEX=$((SLURM_ARRAY_TASK_ID + 900))") == 4
+    assert out.count("#SBATCH --gres=gpu:1") == 4  # the default profile puts score on a GPU
     assert not (tmp_path / "run" / "submissions").exists()
     proc = curate("submit", "-c", cfg, "-w", tmp_path / "run", "--array", "990-1005", "--dry-run", check=False)
     assert proc.returncode == 2 and "outside this run's manifest (0-999)" in proc.stderr

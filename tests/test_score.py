@@ -1,0 +1,203 @@
+"""The score stage: weight-free quality on real footage, and every model scorer through its real
+loading and inference code on weights these tests build with the published key names and shapes."""
+
+import json
+import math
+
+import polars as pl
+import pytest
+
+from conftest import DATA, SAMPLES, curate, ffmpeg, write_config
+from stages.decode import scan_clips
+
+torch = pytest.importorskip("torch")
+
+
+def score_one(scorer, path, seconds=3.0):
+    scorer.check()
+    (scan,) = scan_clips(str(path), [{"start_s": 0.0, "end_s": seconds}], [scorer])
+    assert scan.frames > 0
+    return scorer.end()
+
+
+def test_quality_ranks_sharp_above_blurred_and_compressed(tmp_path):
+    from stages.scorers.quality import QualityConfig, QualityScorer
+
+    sharp = tmp_path / "sharp.mp4"
+    ffmpeg("-i", str(DATA / "nosubs_720p.mp4"), "-t", "3", "-c:v", "libx264", "-crf", "16", str(sharp))
+    variants = {"sharp": sharp}
+    for name, args in {"blurred": ["-vf", "gblur=sigma=3", "-crf", "16"], "compressed": ["-crf", "48"],
+                       "upscaled": ["-vf", "scale=320:-2,scale=1280:720", "-crf", "16"]}.items():
+        variants[name] = tmp_path / f"{name}.mp4"
+        ffmpeg("-i", str(sharp), *args[:-2], "-c:v", "libx264", *args[-2:], str(variants[name]))
+    scores = {name: score_one(QualityScorer(QualityConfig()), path) for name, path in variants.items()}
+    for worse in ("blurred", "compressed", "upscaled"):
+        assert scores["sharp"]["quality"] > scores[worse]["quality"] + 0.3, scores
+        assert scores["sharp"]["sharpness"] > 3 * scores[worse]["sharpness"]
+    assert scores["compressed"]["blockiness"] > scores["sharp"]["blockiness"] + 0.05
+    assert all(0 <= s["quality"] <= 1 and s["exposure"] > 0.9 for s in scores.values())
+
+
+def tiny_clip(tmp_path):
+    """A CLIP of the ViT-L/14 family shape (768-wide embedding) but tiny, saved as open_clip does."""
+    import open_clip
+
+    spec = {"embed_dim": 768, "quick_gelu": True,
+            "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+    config = tmp_path / "tiny-clip-test.json"
+    config.write_text(json.dumps(spec))
+    open_clip.add_model_config(str(config))
+    torch.manual_seed(0)
+    weights = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save(open_clip.create_model("tiny-clip-test").state_dict(), weights)
+    return config, weights
+
+
+def laion_heads(tmp_path, width=768):
+    """The two published LAION heads, by their key names and shapes."""
+    torch.manual_seed(1)
+    linear = tmp_path / "sa_0_4_vit_l_14_linear.pth"
+    torch.save({"weight": torch.randn(1, width) * 0.5, "bias": torch.tensor([5.0])}, linear)
+    sizes = [width, 1024, 128, 64, 16, 1]
+    mlp_state = {}
+    for index, (a, b) in zip((0, 2, 4, 6, 7), zip(sizes, sizes[1:])):
+        mlp_state[f"layers.{index}.weight"] = torch.randn(b, a) * (1 / math.sqrt(a))
+        mlp_state[f"layers.{index}.bias"] = torch.full((b,), 0.1)
+    mlp = tmp_path / "sac+logos+ava1-l14-linearMSE.pth"
+    torch.save(mlp_state, mlp)
+    return linear, mlp
+
+
+def run_score(tmp_path, workdir, score_yaml, names=("carphone_pristine.mp4", "flash_3.mp4"), check=True, env=None):
+    inputs = tmp_path / "in"
+    inputs.mkdir(exist_ok=True)
+    for name in names:
+        (inputs / name).write_bytes((SAMPLES / name).read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", "filter:\n  ocr: {enabled: false}\n  nsfw: {enabled: false}\n"
+                       "score:\n" + score_yaml)
+    proc = curate("local", "-w", workdir, "-i", inputs, "-c", cfg, "--no-progress", check=check, env=env)
+    table = pl.read_parquet(workdir / "metadata" / "clips.parquet") if proc.returncode == 0 else None
+    return proc, table
+
+
+def test_laion_aes_loads_both_published_heads_and_scores_kept_clips(tmp_path):
+    config, weights = tiny_clip(tmp_path)
+    linear, mlp = laion_heads(tmp_path)
+    results = {}
+    for head in (linear, mlp):
+        yaml = (f"  laion_aes:\n    enabled: true\n    frames: 2\n    clip_model: tiny-clip-test\n"
+                f"    clip_config: {config}\n    clip: {{path: {weights}}}\n    head: {{path: '{head}'}}\n")
+        _, table = run_score(tmp_path, tmp_path / f"run-{head.stem}", yaml)
+        kept = table.filter(pl.col("status") == "ok")
+        assert kept.height >= 1 and kept["aesthetic"].is_not_null().all()
+        assert (kept["aesthetic_min"] <= kept["aesthetic"]).all() and (kept["aesthetic"] <= kept["aesthetic_max"]).all()
+        # the flash clip fails a filter threshold: with only_kept it is never scored
+        flashed = table.filter(pl.col("relpath") == "flash_3.mp4")
+        assert flashed["status"].to_list() == ["filtered"] and flashed["aesthetic"].is_null().all()
+        assert table.filter(pl.col("status") == "ok")["quality"].is_not_null().all()
+        results[head.stem] = kept["aesthetic"].to_list()
+    assert results[linear.stem] != results[mlp.stem]
+    assert all(math.isfinite(v) for values in results.values() for v in values)
+
+
+def test_wrong_or_missing_weights_stop_before_any_work(tmp_path):
+    config, weights = tiny_clip(tmp_path)
+    (tmp_path / "narrow").mkdir()
+    narrow, _ = laion_heads(tmp_path / "narrow", width=512)
+    base = f"  laion_aes:\n    enabled: true\n    clip_model: tiny-clip-test\n    clip_config: {config}\n"
+    cases = {
+        "wrong-head": (base + f"    clip: {{path: {weights}}}\n    head: {{path: '{narrow}'}}\n",
+                       "takes 512-wide embeddings but tiny-clip-test gives 768"),
+        "no-head": (base + f"    clip: {{path: {weights}}}\n    head: {{path: {tmp_path}/nope.pth}}\n",
+                    f"weights file {tmp_path}/nope.pth does not exist; get sa_0_4_vit_l_14_linear.pth"),
+        "hub-offline": (base + f"    head: {{path: '{narrow}'}}\n",
+                        "hf download timm/vit_large_patch14_clip_224.openai open_clip_pytorch_model.bin"),
+    }
+    for name, (yaml, expected) in cases.items():
+        workdir = tmp_path / name
+        proc, _ = run_score(tmp_path, workdir, yaml, check=False,
+                            env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")})
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        failed = json.loads((workdir / "markers" / "score" / "00000.failed").read_text())
+        assert expected in failed["error"], (name, failed["error"])
+        assert not (workdir / "stages" / "score" / "part-00000.parquet").exists()
+    # a checkpoint with the right names but a wrong shape names the tensors
+    state = torch.load(weights, weights_only=True)
+    state["visual.proj"] = torch.zeros(64, 512)
+    torch.save(state, tmp_path / "bad_clip.bin")
+    proc, _ = run_score(tmp_path, tmp_path / "bad-clip",
+                        base + f"    clip: {{path: {tmp_path}/bad_clip.bin}}\n    head: {{path: '{narrow}'}}\n",
+                        check=False)
+    failed = json.loads((tmp_path / "bad-clip" / "markers" / "score" / "00000.failed").read_text())
+    assert "wrong shapes (1): visual.proj: file (64, 512) vs model (64, 768)" in failed["error"]
+
+
+def tiny_classifier(folder, labels=("clean", "watermark")):
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(2)
+    config = ViTConfig(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=37, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                       label2id={v: k for k, v in enumerate(labels)})
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder
+
+
+def test_classifier_from_a_local_folder_and_its_threshold(tmp_path):
+    model = tiny_classifier(tmp_path / "watermark-vit")
+    yaml = f"  classifiers:\n    - {{model: {model}, label: watermark, frames: 2}}\n"
+    _, table = run_score(tmp_path, tmp_path / "run", yaml)
+    kept = table.filter(pl.col("status") == "ok")
+    assert kept.height >= 1 and kept["watermark"].is_between(0, 1).all()
+    assert (kept["watermark_mean"] <= kept["watermark"]).all()
+    # a threshold is a decision at export: max 0 drops every scored clip, with the reason, no rerun
+    cfg = tmp_path / "c.yaml"
+    done = (tmp_path / "run" / "markers" / "score" / "00000.done").read_text()
+    cfg.write_text(cfg.read_text().replace("frames: 2}", "frames: 2, max: 0.0}"))
+    curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress")
+    assert (tmp_path / "run" / "markers" / "score" / "00000.done").read_text() == done
+    table = pl.read_parquet(tmp_path / "run" / "metadata" / "clips.parquet")
+    scored = table.filter(pl.col("watermark").is_not_null())
+    assert scored.height == kept.height and set(scored["status"]) == {"filtered"}
+    assert scored["reason"][0].startswith("classifier: watermark ") and "> score.classifiers[0].max 0" in scored["reason"][0]
+
+
+def test_classifier_label_must_be_a_class_of_the_model(tmp_path):
+    model = tiny_classifier(tmp_path / "m")
+    proc, _ = run_score(tmp_path, tmp_path / "run", f"  classifiers:\n    - {{model: {model}, label: logo}}\n",
+                        check=False)
+    failed = json.loads((tmp_path / "run" / "markers" / "score" / "00000.failed").read_text())
+    assert "score.classifiers[0].label 'logo' is not a class" in failed["error"] and "clean, watermark" in failed["error"]
+
+
+def test_only_kept_makes_filter_thresholds_part_of_the_score_fingerprint():
+    from curate.config import validate_config
+    from curate.plan import stage_fingerprints
+
+    base = stage_fingerprints(validate_config({}), "m")
+    looser = stage_fingerprints(validate_config({"filter": {"flash": {"max_flash_ratio": 0.5}}}), "m")
+    assert base["filter"] == looser["filter"] and base["score"] != looser["score"]
+    every = stage_fingerprints(validate_config({"score": {"only_kept": False}}), "m")
+    every_looser = stage_fingerprints(validate_config({"score": {"only_kept": False},
+                                                       "filter": {"flash": {"max_flash_ratio": 0.5}}}), "m")
+    assert every["score"] == every_looser["score"]
+    # a scorer threshold is a decision too: it never changes the fingerprint
+    strict = stage_fingerprints(validate_config({"score": {"quality": {"min": 0.5}}}), "m")
+    assert strict["score"] == base["score"]
+
+
+def test_models_command_reports_what_is_found(tmp_path):
+    model = tiny_classifier(tmp_path / "m")
+    _, head = laion_heads(tmp_path)
+    cfg = write_config(tmp_path / "c.yaml", f"score:\n  laion_aes: {{enabled: true, head: {{path: '{head}'}}}}\n"
+                       f"  classifiers:\n    - {{model: {model}, label: watermark}}\n")
+    proc = curate("models", "-c", cfg, "--json", check=False, env={"HF_HOME": str(tmp_path / "hf")})
+    rows = {r["model"]: r for r in json.loads(proc.stdout)}
+    assert rows["score.quality"]["found"] and rows["score.laion_aes.head"]["found"]
+    assert not rows["score.laion_aes.clip"]["found"] and rows["score.laion_aes.clip"]["where"] == "not in the HF cache"
+    assert rows["score.classifiers[0] (watermark)"]["found"] and rows["filter.ocr"]["found"]
+    assert proc.returncode == 1  # an enabled model without its weights
+    text = curate("models", "-c", cfg, check=False, env={"HF_HOME": str(tmp_path / "hf")})
+    assert "enabled models without usable weights: score.laion_aes.clip" in text.stderr
