@@ -65,6 +65,9 @@ class ClassifierScorer(Scorer):
             from ..models import missing_package
 
             raise missing_package(self.key, exc.name or "transformers", "score") from None
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # task logs are files: no progress bars in them
         torch_device = self.torch_device()
         how = (f"set {self.key}.model to a folder with config.json and the weights, or a repo id that is in the "
                f"HF cache (`hf download {self.cfg.model}` on a machine with internet)")

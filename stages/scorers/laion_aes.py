@@ -77,10 +77,17 @@ class LaionAesScorer(Scorer):
         torch_device = self.torch_device()
         if self.cfg.clip_config:
             open_clip.add_model_config(self.cfg.clip_config)
+        import logging
+
+        quiet = logging.getLogger()
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # open_clip warns "no pretrained weights": we load them just below
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(self.cfg.clip_model)
         except RuntimeError as exc:
             raise CurateError(f"{self.key}.clip_model {self.cfg.clip_model!r}: {exc}") from None
+        finally:
+            quiet.setLevel(level)
         state = load_state_dict(clip_path, f"{self.key}.clip")
         load_into(model, state, clip_path, f"{self.key}.clip", CLIP_HOW)
         head = build_head(load_state_dict(head_path, f"{self.key}.head"), head_path, f"{self.key}.head")

@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""Score stage throughput per scorer: clips/s, frames/s and the share of time spent decoding.
+
+    .venv/bin/python scripts/bench_score.py [--config C.yaml] [--random-weights] [--clip-s 3] [VIDEO_OR_DIR ...]
+
+Default: samples/ cut into --clip-s second clips, the scorers enabled in --config (default: the
+weight-free `quality`). --random-weights also scores with laion_aes (full-size CLIP ViT-L/14 +
+the LAION MLP head) and a ViT-B/16 image classifier, both with random weights of the real
+architectures, so their CPU/GPU cost is measured without any download. Each scorer runs the
+stage's own path: the decode loop with its frame sampler and preprocessing, then batched
+inference. Figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from curate.config import load_config, validate_config  # noqa: E402
+from stages.decode import scan_clips  # noqa: E402
+from stages.probe import probe  # noqa: E402
+from stages.score import Batcher, Collector  # noqa: E402
+from stages.scorers import build_scorers  # noqa: E402
+
+
+def random_weights(folder: Path, device: str) -> dict:
+    """Score config for laion_aes and a classifier on random weights of the real architectures."""
+    import math
+
+    import open_clip
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    clip = folder / "open_clip_pytorch_model.bin"
+    torch.save(open_clip.create_model("ViT-L-14-quickgelu").state_dict(), clip)
+    sizes = [768, 1024, 128, 64, 16, 1]
+    head = {}
+    for index, (a, b) in zip((0, 2, 4, 6, 7), zip(sizes, sizes[1:])):
+        head[f"layers.{index}.weight"] = torch.randn(b, a) / math.sqrt(a)
+        head[f"layers.{index}.bias"] = torch.zeros(b)
+    torch.save(head, folder / "head.pth")
+    vit = folder / "vit"
+    ViTForImageClassification(ViTConfig(num_labels=2, id2label={0: "clean", 1: "watermark"},
+                                         label2id={"clean": 0, "watermark": 1})).save_pretrained(vit)
+    ViTImageProcessor().save_pretrained(vit)
+    return {"laion_aes": {"enabled": True, "device": device, "clip": {"path": str(clip)},
+                          "head": {"path": str(folder / "head.pth")}},
+            "classifiers": [{"model": str(vit), "label": "watermark", "device": device}]}
+
+
+def clips_of(path: Path, clip_s: float) -> list[dict]:
+    facts, reason = probe(path)
+    if reason:
+        return []
+    duration = facts["duration_s"]
+    starts = [i * clip_s for i in range(max(1, int(duration // clip_s)))]
+    return [{"clip_id": f"{path.name}-{n}", "start_s": s, "end_s": min(duration, s + clip_s)}
+            for n, s in enumerate(starts)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("paths", nargs="*")
+    parser.add_argument("--config")
+    parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clip-s", type=float, default=3.0)
+    args = parser.parse_args()
+    targets = [Path(p) for p in args.paths] or [REPO / "samples"]
+    files = sorted(f for t in targets for f in ([t] if t.is_file() else t.glob("*.mp4")))
+    config = load_config(args.config) if args.config else validate_config({})
+    temp = tempfile.TemporaryDirectory()
+    if args.random_weights:
+        score = config.score.model_dump()
+        score.update(random_weights(Path(temp.name), args.device))
+        config = validate_config({**config.model_dump(), "score": score})
+    work = [(f, clips_of(f, args.clip_s)) for f in files]
+    print(f"{len(work)} files, {sum(len(c) for _, c in work)} clips of {args.clip_s:g} s, device {args.device}")
+    print(f"{'scorer':18} {'clips/s':>8} {'frames/s':>9} {'decode+prep %':>14} {'load s':>7}")
+    for scorer in build_scorers(config.score):
+        started = time.perf_counter()
+        scorer.check()
+        load_s = time.perf_counter() - started
+        batcher = Batcher(scorer)
+        collector = Collector(scorer)
+        clips = frames = 0
+        started = time.perf_counter()
+        for path, video_clips in work:
+            for scan in scan_clips(str(path), video_clips, [collector]):
+                items = collector.end()
+                frames += len(items)
+                clips += 1
+                batcher.add(scan.clip["clip_id"], items)
+        batcher.flush()
+        total = time.perf_counter() - started
+        decode = total - batcher.seconds
+        print(f"{scorer.main:18} {clips / total:8.2f} {frames / total:9.1f} {100 * decode / total:13.1f}% {load_s:7.1f}")
+    temp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
