@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 from curate.config import load_config, validate_config  # noqa: E402
 from stages.decode import scan_clips  # noqa: E402
 from stages.probe import probe  # noqa: E402
-from stages.score import Batcher, Collector  # noqa: E402
+from stages.score import Batcher  # noqa: E402
 from stages.scorers import build_scorers  # noqa: E402
 
 
@@ -88,12 +88,11 @@ def main() -> None:
         scorer.check()
         load_s = time.perf_counter() - started
         batcher = Batcher(scorer)
-        collector = Collector(scorer)
         clips = frames = 0
         started = time.perf_counter()
         for path, video_clips in work:
-            for scan in scan_clips(str(path), video_clips, [collector]):
-                items = collector.end()
+            for scan in scan_clips(str(path), video_clips, [scorer]):
+                items = scorer.collected()
                 frames += len(items)
                 clips += 1
                 batcher.add(scan.clip["clip_id"], items)

@@ -86,15 +86,33 @@ class ModelAnalyzer(Analyzer):
     def summarize(self, outputs: list) -> dict[str, Any]:
         raise NotImplementedError
 
+    def clip_sampler(self, clip: dict):
+        """A per-clip frame picker for models that sample like their original code (None: `need` decides).
+
+        It has `wants(ordinal)`, `take(ordinal, image)` and `items()`; only wanted frames are converted."""
+        return None
+
     def begin(self, clip: dict) -> None:
         self.items: list = []
+        self.ordinal = 0
+        self.sampler = self.clip_sampler(clip)
 
     def feed(self, frame) -> None:
-        self.items.append(self.preprocess(frame.image(self.need)))
+        if self.sampler is None:
+            self.items.append(self.preprocess(frame.image(self.need)))
+        elif self.sampler.wants(self.ordinal):
+            self.sampler.take(self.ordinal, frame.image(self.need))
+        self.ordinal += 1
+
+    def collected(self) -> list:
+        """The model inputs of the clip just fed (and forget them)."""
+        items = self.sampler.items() if self.sampler is not None else self.items
+        self.items, self.sampler = [], None
+        return items
 
     def end(self) -> dict[str, Any]:
+        items = self.collected()
         outputs: list = []
-        for start in range(0, len(self.items), self.batch_size):
-            outputs += self.infer(self.items[start:start + self.batch_size])
-        self.items = []
+        for start in range(0, len(items), self.batch_size):
+            outputs += self.infer(items[start:start + self.batch_size])
         return self.summarize(outputs)

@@ -2,8 +2,8 @@
 
 It scores the clips that the earlier stages' thresholds keep (`only_kept`; those thresholds then
 belong to its fingerprint), stores every score, and leaves keep/drop to export (`min`/`max` per
-scorer). One decode per video, in a producer thread: the decode loop samples each scorer's frames
-and preprocesses them on the CPU into a bounded queue of clips, so the GPU never waits on a
+scorer). One decode per video, in a producer thread: the decode loop feeds each scorer its frames, which
+it preprocesses on the CPU (`feed`/`collected`) into a bounded queue of clips, so the GPU never waits on a
 decode and memory stays bounded by `queue_clips` and the batch sizes. The consumer batches each
 scorer's frames across clips (`batch_size`) and runs up to `workers` scorers at once (scorers on
 different GPUs in parallel). Each model is loaded once per task process, before any work.
@@ -38,23 +38,6 @@ class ScoreBase(StageSection):
 
 # score: its own keys plus one sub-section per registered scorer (stages/scorers/__init__.py).
 ScoreConfig = subsections("ScoreConfig", ScoreBase, {name: cls.Config for name, cls in scorer_classes().items()})
-
-
-class Collector:
-    """Decode-loop consumer that keeps a scorer's preprocessed inputs for the current clip."""
-
-    def __init__(self, scorer):
-        self.scorer = scorer
-        self.need = scorer.need
-
-    def begin(self, clip: dict) -> None:
-        self.items: list = []
-
-    def feed(self, frame) -> None:
-        self.items.append(self.scorer.preprocess(frame.image(self.need)))
-
-    def end(self) -> list:
-        return self.items
 
 
 class Batcher:
@@ -154,13 +137,12 @@ class ScoreStage(Stage):
                 for n, (path, video_clips) in enumerate(by_video.items(), 1):
                     self.ctx.log(f"score[{self.ctx.index}] {n}/{len(by_video)} {video_clips[0]['relpath']}: "
                                  f"{len(video_clips)} clips")
-                    collectors = [Collector(s) for s in self.scorers]
                     sent: set[str] = set()
                     started = time.perf_counter()
                     try:
-                        for scan in scan_clips(path, video_clips, collectors, self.cfg.decode_threads):
+                        for scan in scan_clips(path, video_clips, self.scorers, self.cfg.decode_threads):
                             decode_s[0] += time.perf_counter() - started
-                            put(("clip", scan.clip["clip_id"], scan.frames, [c.end() for c in collectors]))
+                            put(("clip", scan.clip["clip_id"], scan.frames, [s.collected() for s in self.scorers]))
                             sent.add(scan.clip["clip_id"])
                             started = time.perf_counter()
                     except Exception as exc:  # a broken file fails its unscored clips, not the task

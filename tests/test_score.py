@@ -201,3 +201,60 @@ def test_models_command_reports_what_is_found(tmp_path):
     assert proc.returncode == 1  # an enabled model without its weights
     text = curate("models", "-c", cfg, check=False, env={"HF_HOME": str(tmp_path / "hf")})
     assert "enabled models without usable weights: score.laion_aes.clip" in text.stderr
+
+
+# Tensors of the published DOVER.pth (names and shapes as its original code builds them).
+DOVER_KEYS = {
+    "technical_backbone.patch_embed.proj.weight": (96, 3, 2, 4, 4),
+    "technical_backbone.layers.0.blocks.0.attn.relative_position_bias_table": (2535, 3),
+    "technical_backbone.layers.0.blocks.1.attn.fragment_position_bias_table": (2535, 3),
+    "technical_backbone.layers.0.blocks.0.attn.relative_position_index": (392, 392),
+    "technical_backbone.layers.2.blocks.5.attn.qkv.weight": (1152, 384),
+    "technical_backbone.layers.2.downsample.reduction.weight": (768, 1536),
+    "technical_backbone.layers.3.blocks.1.mlp.fc2.weight": (768, 3072),
+    "technical_backbone.norm.weight": (768,),
+    "aesthetic_backbone.downsample_layers.0.0.weight": (96, 3, 2, 4, 4),
+    "aesthetic_backbone.downsample_layers.3.1.weight": (768, 384, 1, 2, 2),
+    "aesthetic_backbone.stages.2.7.dwconv.weight": (384, 1, 3, 7, 7),
+    "aesthetic_backbone.stages.2.8.gamma": (384,),
+    "technical_head.fc_hid.weight": (64, 768, 1, 1, 1),
+    "aesthetic_head.fc_last.weight": (1, 64, 1, 1, 1),
+}
+
+
+def dover_weights(path):
+    from stages.scorers.dover_net import Dover
+
+    torch.manual_seed(3)
+    state = {k: (torch.randn_like(v) * 0.02 if v.dtype.is_floating_point else v) for k, v in Dover().state_dict().items()}
+    for key, shape in DOVER_KEYS.items():
+        assert tuple(state[key].shape) == shape, key
+    assert not any(k.startswith("technical_backbone.layers.3.") and "fragment" in k for k in state)
+    torch.save(state, path)
+    return path
+
+
+def test_dover_scores_with_the_published_layout_and_stops_on_a_mismatch(tmp_path):
+    from stages.scorers.dover import fuse
+
+    weights = dover_weights(tmp_path / "DOVER.pth")
+    quick = "    clip_len: 8\n    technical_clips: 1\n    frames: 8\n"  # the original's sampling, fewer frames
+    _, table = run_score(tmp_path, tmp_path / "run", f"  dover:\n    enabled: true\n    weights: {{path: {weights}}}\n"
+                         + quick, names=("carphone_pristine.mp4",))
+    (row,) = table.filter(pl.col("status") == "ok").to_dicts()
+    assert 0 < row["dover"] < 1 and math.isfinite(row["dover_technical"]) and math.isfinite(row["dover_aesthetic"])
+    assert row["dover"] == pytest.approx(fuse(row["dover_technical"], row["dover_aesthetic"]), abs=1e-3)
+    # the same clip again gives the same score: the sampling offsets are seeded by the clip id
+    _, again = run_score(tmp_path, tmp_path / "run2", f"  dover:\n    enabled: true\n    weights: {{path: {weights}}}\n"
+                         + quick, names=("carphone_pristine.mp4",))
+    assert again.filter(pl.col("status") == "ok")["dover"].to_list() == [row["dover"]]
+    state = torch.load(weights, weights_only=True)
+    state["aesthetic_head.fc_hid.weight"] = torch.zeros(32, 768, 1, 1, 1)
+    del state["technical_head.fc_last.bias"]
+    torch.save(state, tmp_path / "bad.pth")
+    proc, _ = run_score(tmp_path, tmp_path / "bad", f"  dover:\n    enabled: true\n    weights: {{path: {tmp_path}/bad.pth}}\n",
+                        names=("carphone_pristine.mp4",), check=False)
+    failed = json.loads((tmp_path / "bad" / "markers" / "score" / "00000.failed").read_text())
+    assert "wrong shapes (1): aesthetic_head.fc_hid.weight: file (32, 768, 1, 1, 1) vs model (64, 768, 1, 1, 1)" \
+        in failed["error"] and "missing keys (1): technical_head.fc_last.bias" in failed["error"]
+    assert "github.com/VQAssessment/DOVER" in failed["error"]

@@ -12,6 +12,7 @@ from stages import load_target
 SCORERS: dict[str, str] = {
     "quality": "stages.scorers.quality:QualityScorer",
     "laion_aes": "stages.scorers.laion_aes:LaionAesScorer",
+    "dover": "stages.scorers.dover:DoverScorer",
 }
 CLASSIFIER = "stages.scorers.classifier:ClassifierScorer"
 
