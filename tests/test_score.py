@@ -258,3 +258,35 @@ def test_dover_scores_with_the_published_layout_and_stops_on_a_mismatch(tmp_path
     assert "wrong shapes (1): aesthetic_head.fc_hid.weight: file (32, 768, 1, 1, 1) vs model (64, 768, 1, 1, 1)" \
         in failed["error"] and "missing keys (1): technical_head.fc_last.bias" in failed["error"]
     assert "github.com/VQAssessment/DOVER" in failed["error"]
+
+
+# Tensors of the published gmflow-scale1-mixdata-train320x576-4c3a6e9a.pth (under its "model" key).
+GMFLOW_KEYS = {
+    "backbone.conv1.weight": (64, 3, 7, 7),
+    "backbone.layer2.0.downsample.0.weight": (96, 64, 1, 1),
+    "backbone.layer3.1.conv2.weight": (128, 128, 3, 3),
+    "backbone.conv2.bias": (128,),
+    "transformer.layers.5.self_attn.q_proj.weight": (128, 128),
+    "transformer.layers.0.cross_attn_ffn.mlp.0.weight": (1024, 256),
+    "transformer.layers.0.cross_attn_ffn.mlp.2.weight": (128, 1024),
+    "transformer.layers.3.cross_attn_ffn.norm2.bias": (128,),
+    "feature_flow_attn.k_proj.bias": (128,),
+    "upsampler.0.weight": (256, 130, 3, 3),
+    "upsampler.2.weight": (576, 256, 1, 1),
+}
+
+
+def test_unimatch_flow_with_the_published_layout(tmp_path):
+    from stages.scorers.unimatch_net import GMFlow
+
+    torch.manual_seed(4)
+    state = {k: v + torch.randn_like(v) * 0.02 for k, v in GMFlow().state_dict().items()}
+    for key, shape in GMFLOW_KEYS.items():
+        assert tuple(state[key].shape) == shape, key
+    assert not any("norm" in k and k.startswith("backbone.") for k in state)  # instance norms hold no weights
+    weights = tmp_path / "gmflow-scale1-mixdata-train320x576-4c3a6e9a.pth"
+    torch.save({"model": state, "step": 100000}, weights)  # as the model zoo ships it
+    yaml = f"  unimatch:\n    enabled: true\n    frame_indices: [0, 10, 20]\n    weights: {{path: {weights}}}\n"
+    _, table = run_score(tmp_path, tmp_path / "run", yaml, names=("carphone_pristine.mp4",))
+    (row,) = table.filter(pl.col("status") == "ok").to_dicts()
+    assert 0 < row["unimatch_flow"] <= row["unimatch_flow_max"] and math.isfinite(row["unimatch_flow_max"])

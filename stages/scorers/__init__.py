@@ -13,6 +13,7 @@ SCORERS: dict[str, str] = {
     "quality": "stages.scorers.quality:QualityScorer",
     "laion_aes": "stages.scorers.laion_aes:LaionAesScorer",
     "dover": "stages.scorers.dover:DoverScorer",
+    "unimatch": "stages.scorers.unimatch:UnimatchScorer",
 }
 CLASSIFIER = "stages.scorers.classifier:ClassifierScorer"
 

@@ -1,6 +1,5 @@
 """The scorer shape: a model analyzer (declare frames, preprocess, batched infer, summarize) whose
-config carries `device`, `batch_size`, `dtype`, `frames` and `min`/`max` thresholds on its main
-column. Scorer modules import torch and model packages only inside methods."""
+config carries `device`, `batch_size`, `dtype` and `min`/`max` thresholds on its main column. Scorer modules import torch and model packages only inside methods."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ class ScorerConfig(Section):
     device: Device = "cpu"
     batch_size: int = Field(default=16, ge=1)
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
-    frames: int = Field(default=3, ge=1)  # spread evenly over the clip
     min: float | None = Decision(None)  # [threshold] drop clips whose main column is below this
     max: float | None = Decision(None)  # [threshold] drop clips whose main column is above this
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from curate.errors import CurateError
 
@@ -19,6 +19,7 @@ from .base import Scorer, ScorerConfig
 
 
 class ClassifierConfig(ScorerConfig):
+    frames: int = Field(default=3, ge=1)  # spread evenly over the clip
     enabled: bool = True  # an entry of score.classifiers is on unless it says otherwise
     model: str  # a local folder with config.json, or a HF repo id (looked up in the HF cache)
     revision: str | None = None

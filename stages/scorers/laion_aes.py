@@ -21,6 +21,7 @@ CLIP_HOW = "the OpenAI ViT-L/14 weights for open_clip are open_clip_pytorch_mode
 
 
 class LaionAesConfig(ScorerConfig):
+    frames: int = Field(default=3, ge=1)  # spread evenly over the clip
     clip_model: str = "ViT-L-14-quickgelu"  # an open_clip model name (OpenAI weights use QuickGELU)
     clip_config: str | None = None  # a model config JSON for an architecture open_clip does not ship
     clip: WeightsRef = Field(default_factory=lambda: WeightsRef(
