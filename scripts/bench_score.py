@@ -3,10 +3,10 @@
 
     .venv/bin/python scripts/bench_score.py [--config C.yaml] [--random-weights] [--clip-s 3] [VIDEO_OR_DIR ...]
 
-Default: samples/ cut into --clip-s second clips, the scorers enabled in --config (default: the
+Default: samples/ cut into --clip-s second clips (frames/s counts the clips' decoded frames), the scorers enabled in --config (default: the
 weight-free `quality`). --random-weights also scores with laion_aes (full-size CLIP ViT-L/14 +
-the LAION MLP head) and a ViT-B/16 image classifier, both with random weights of the real
-architectures, so their CPU/GPU cost is measured without any download. Each scorer runs the
+the LAION MLP head), DOVER, UniMatch and a ViT-B/16 image classifier, all with random weights of
+the real architectures, so their CPU/GPU cost is measured without any download. Each scorer runs the
 stage's own path: the decode loop with its frame sampler and preprocessing, then batched
 inference. Figures only; nothing is asserted.
 """
@@ -49,8 +49,15 @@ def random_weights(folder: Path, device: str) -> dict:
     ViTForImageClassification(ViTConfig(num_labels=2, id2label={0: "clean", 1: "watermark"},
                                          label2id={"clean": 0, "watermark": 1})).save_pretrained(vit)
     ViTImageProcessor().save_pretrained(vit)
+    from stages.scorers.dover_net import Dover
+    from stages.scorers.unimatch_net import GMFlow
+
+    torch.save(Dover().state_dict(), folder / "DOVER.pth")
+    torch.save({"model": GMFlow().state_dict()}, folder / "gmflow.pth")
     return {"laion_aes": {"enabled": True, "device": device, "clip": {"path": str(clip)},
                           "head": {"path": str(folder / "head.pth")}},
+            "dover": {"enabled": True, "device": device, "weights": {"path": str(folder / "DOVER.pth")}},
+            "unimatch": {"enabled": True, "device": device, "weights": {"path": str(folder / "gmflow.pth")}},
             "classifiers": [{"model": str(vit), "label": "watermark", "device": device}]}
 
 
@@ -93,7 +100,7 @@ def main() -> None:
         for path, video_clips in work:
             for scan in scan_clips(str(path), video_clips, [scorer]):
                 items = scorer.collected()
-                frames += len(items)
+                frames += scan.frames
                 clips += 1
                 batcher.add(scan.clip["clip_id"], items)
         batcher.flush()

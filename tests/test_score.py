@@ -290,3 +290,17 @@ def test_unimatch_flow_with_the_published_layout(tmp_path):
     _, table = run_score(tmp_path, tmp_path / "run", yaml, names=("carphone_pristine.mp4",))
     (row,) = table.filter(pl.col("status") == "ok").to_dicts()
     assert 0 < row["unimatch_flow"] <= row["unimatch_flow_max"] and math.isfinite(row["unimatch_flow_max"])
+
+
+def test_scorers_in_parallel_give_the_same_scores(tmp_path):
+    model = tiny_classifier(tmp_path / "m")
+    tables = {}
+    for workers in (1, 2):
+        yaml = (f"  workers: {workers}\n  queue_clips: 1\n  classifiers:\n    - {{model: {model}, label: watermark, "
+                f"batch_size: 2}}\n")
+        _, table = run_score(tmp_path, tmp_path / f"run{workers}", yaml, names=("cuts_6shots.mp4",))
+        tables[workers] = table.sort("clip_id").select("clip_id", "quality", "watermark", "watermark_mean")
+    assert tables[1].height >= 4 and tables[1]["watermark"].is_not_null().sum() >= 4
+    assert tables[1].equals(tables[2])
+    done = json.loads((tmp_path / "run2" / "markers" / "score" / "00000.done").read_text())
+    assert done["clips_scored"] >= 4 and set(done["infer_s"]) == {"quality", "watermark"}
