@@ -284,7 +284,7 @@ def test_requeued_task_takes_over_the_claim_of_its_own_dead_attempt(tmp_path, lo
     cfg = slurm_config(tmp_path)
     curate("submit", "-c", cfg, "-w", workdir, "-i", inputs, "--stage", "fetch")
     wait_until_settled(workdir)
-    curate("submit", "-c", cfg, "-w", workdir, "--stage", "split,filter")
+    curate("submit", "-c", cfg, "-w", workdir, "--stage", "split,filter,score")
     claim = workdir / "markers" / "split" / "00000.claim"
     wait_for(claim)
     time.sleep(0.5)
@@ -300,7 +300,7 @@ def test_requeued_task_takes_over_the_claim_of_its_own_dead_attempt(tmp_path, lo
                                  "start": time.time(), "token": "attempt-1"}))
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     doc = wait_until_settled(workdir)
-    assert doc["stages"]["split"]["done"] == [0] and doc["stages"]["filter"]["done"] == [0], doc
+    assert doc["stages"]["split"]["done"] == doc["stages"]["filter"]["done"] == doc["stages"]["score"]["done"] == [0], doc
     log = (workdir / "logs" / "split" / f"{job}.out").read_text()
     assert "attempt 2" in log and "took over a stale claim: left by an earlier attempt of this job" in log
     assert table(workdir).filter(pl.col("status") == "ok").height >= 50
@@ -332,7 +332,8 @@ def test_requeue_is_capped_by_max_requeues(tmp_path, long_video):
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     doc = wait_until_settled(workdir)
     failed = doc["stages"]["split"]["failed"]
-    assert list(failed) == ["0"] and failed["0"].startswith("FAILED") and "slurm.max_requeues=1" in failed["0"], doc
+    # from sacct and the task's log, or (while accounting lags) from the .failed marker
+    assert list(failed) == ["0"] and "slurm.max_requeues=1" in failed["0"], doc
     marker = json.loads((workdir / "markers" / "split" / "00000.failed").read_text())
     assert "after 1 requeues" in marker["error"] and "slurm.stages.split.time" in marker["error"]
     log = (workdir / "logs" / "split" / f"{job}.out").read_text()

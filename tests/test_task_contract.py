@@ -50,7 +50,7 @@ def test_index_from_slurm_env_and_missing_index(inputs, workdir):
     assert proc.returncode == 2 and "SLURM_ARRAY_TASK_ID" in proc.stderr and "Traceback" not in proc.stderr
     proc = curate("run", "-w", workdir, "--stage", "fetch", "--index", "7", check=False)
     assert proc.returncode == 2 and "outside this run's manifest (0-1)" in proc.stderr
-    proc = curate("run", "-w", workdir, "--stage", "score", "--index", "0", check=False)
+    proc = curate("run", "-w", workdir, "--stage", "caption", "--index", "0", check=False)
     assert proc.returncode == 2 and "not enabled" in proc.stderr
 
 
@@ -120,6 +120,7 @@ def test_kill_9_mid_task_then_rerun(inputs, workdir):
     rerun = curate("run", "-w", workdir, "--stage", "split", "--index", "0")
     assert "done in" in rerun.stdout
     curate("run", "-w", workdir, "--stage", "filter", "--index", "0")
+    curate("run", "-w", workdir, "--stage", "score", "--index", "0")
     curate("export", "-w", workdir)
     table = pl.read_parquet(workdir / "metadata" / "clips.parquet")
     assert table["clip_id"].drop_nulls().is_duplicated().sum() == 0
@@ -175,6 +176,7 @@ def test_failure_writes_marker_and_blocks_downstream(inputs, workdir):
     # the final table keeps index 1's videos as incomplete rows with the reason
     curate("run", "-w", workdir, "--stage", "split", "--index", "0")
     curate("run", "-w", workdir, "--stage", "filter", "--index", "0")
+    curate("run", "-w", workdir, "--stage", "score", "--index", "0")
     doc = json.loads(curate("export", "-w", workdir, "--json").stdout)
     assert doc["incomplete_indices"] == 1
     table = pl.read_parquet(doc["table"])
