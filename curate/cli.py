@@ -264,6 +264,12 @@ def _status_table(doc: dict):
             lines.append(Text.assemble((f"{stage}[{index}] ", "red"), reason))
         if s["blocked"]:
             lines.append(Text(f"{stage} blocked by a failed earlier stage: {compact_list(s['blocked'])}", "yellow"))
+    caption = doc.get("progress", {}).get("caption")
+    if caption:
+        lines.append(Text(f"captions: {caption['captions']} of {caption['clips']} clips so far"
+                          f"{' (' + str(caption['errors']) + ' without: see caption_error)' if caption['errors'] else ''}; "
+                          f"tokens {caption['tokens_in']:,} in / {caption['tokens_out']:,} out; "
+                          f"cost reported ${caption['cost_usd']:.4f}"))
     if doc.get("note"):
         lines.append(Text(doc["note"], "dim"))
     return Group(table, *lines)

@@ -167,11 +167,18 @@ def validate_config(data: dict[str, Any] | None, source: str = "config") -> Conf
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections (input:, split:, ...), got {type(data).__name__}")
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         lines = [_describe(e, Config) for e in exc.errors()]
         raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(lines)
                           + "\nSee config.example.yaml for every key and its allowed values.") from None
+    from stages import STAGES
+
+    from .secrets import register
+
+    for name in STAGES:  # a stage that reads a key from a variable of the user's choice
+        register(getattr(config.stage_section(name), "api_key_env", None))
+    return config
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import os
 
-# Environment variables that may hold secrets.
-SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY")
+# Environment variables that may hold secrets; a config that names another one (e.g.
+# caption.api_key_env) adds it with `register` when it is validated.
+SECRET_ENV_VARS = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENROUTER_API_KEY", "OPENAI_API_KEY"]
 MIN_SECRET_LEN = 6  # shorter values would scrub ordinary words
+
+
+def register(name: str | None) -> None:
+    if name and name not in SECRET_ENV_VARS:
+        SECRET_ENV_VARS.append(name)
 
 
 def scrub(text: str) -> str:

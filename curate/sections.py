@@ -56,10 +56,17 @@ def Decision(default, **kw):
     return Field(default=default, json_schema_extra={"decision": True}, **kw)
 
 
+def Runtime(*default, **kw):
+    """How a stage runs (workers, time-outs, budgets), not what it produces: never part of its
+    fingerprint, so changing it never redoes finished work. Takes a default or default_factory=."""
+    return Field(*default, json_schema_extra={"runtime": True}, **kw)
+
+
 def fingerprint_fields(section: BaseModel, with_decisions: bool) -> dict:
     out = {}
     for name, field in type(section).model_fields.items():
-        if not with_decisions and (field.json_schema_extra or {}).get("decision"):
+        extra = field.json_schema_extra or {}
+        if extra.get("runtime") or (not with_decisions and extra.get("decision")):
             continue
         value = getattr(section, name)
         if isinstance(value, BaseModel):

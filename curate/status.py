@@ -118,6 +118,12 @@ def status_document(run: RunDir, plan: Plan, scheduler: SchedulerView | None = N
     stages = collect_status(run, plan, scheduler)
     doc = {"workdir": str(run.root), "num_parts": plan.num_parts,
            "stages": {name: s.to_json(plan.num_parts) for name, s in stages.items()}}
+    from stages import STAGES
+
+    progress = {name: STAGES[name].load().progress(run, plan.config.stage_section(name)) for name in plan.stages}
+    progress = {name: p for name, p in progress.items() if p is not None}
+    if progress:
+        doc["progress"] = progress
     if scheduler is not None and scheduler.note:
         doc["note"] = scheduler.note
     return doc

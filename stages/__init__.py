@@ -34,7 +34,7 @@ class StageSpec:
         return load_target(f"{self.module}:{self.config_class}")
 
 
-# Pipeline order. caption and upload plug in here with the same shape.
+# Pipeline order. upload plugs in here with the same shape.
 STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("fetch", "stages.fetch", "FetchStage", "FetchConfig", 1,
               "list local videos or extract archive shards safely; probe each video"),
@@ -44,5 +44,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
               "flash, motion, OCR text area and NSFW scores per clip, over one decode"),
     StageSpec("score", "stages.score", "ScoreStage", "ScoreConfig", 1,
               "quality, aesthetic and classifier scores of the kept clips, on CPU or GPU"),
+    StageSpec("caption", "stages.caption", "CaptionStage", "CaptionConfig", 1,
+              "captions of the kept clips from an OpenAI-compatible or upload API, resumable"),
 )}
 STAGE_ORDER = tuple(STAGES)

@@ -51,6 +51,22 @@ class Stage:
         return {}
 
     @classmethod
+    def progress(cls, run, cfg) -> dict | None:
+        """Work done inside this stage's unfinished tasks, for `curate status` (None: nothing to say)."""
+        return None
+
+    @classmethod
     def checks(cls, cfg) -> list:
         """This stage's thresholds as curate.decisions.Check expressions, applied at export."""
         return []
+
+
+def earlier_decisions(config, stage: str) -> dict:
+    """Every setting (thresholds included) of the enabled stages before `stage`: for stages that
+    work only on the clips those thresholds keep."""
+    from curate.sections import fingerprint_fields
+    from stages import STAGES
+
+    before = list(STAGES)[:list(STAGES).index(stage)]
+    return {name: fingerprint_fields(config.stage_section(name), with_decisions=True) for name in before
+            if config.stage_section(name).enabled}

@@ -18,9 +18,9 @@ from collections import defaultdict
 
 from pydantic import Field
 
-from curate.sections import StageSection, fingerprint_fields, subsections
+from curate.sections import Runtime, StageSection, subsections
 
-from .base import Stage
+from .base import Stage, earlier_decisions
 from .decode import scan_clips
 from .scorers import build_scorers, scorer_classes
 from .scorers.classifier import ClassifierConfig
@@ -30,9 +30,9 @@ PUT_WAIT_S = 0.5
 
 class ScoreBase(StageSection):
     only_kept: bool = True
-    workers: int = Field(default=1, ge=1)
-    decode_threads: int = Field(default=0, ge=0)
-    queue_clips: int = Field(default=8, ge=1)
+    workers: int = Runtime(1, ge=1)
+    decode_threads: int = Runtime(0, ge=0)
+    queue_clips: int = Runtime(8, ge=1)
     classifiers: list[ClassifierConfig] = Field(default_factory=list)
 
 
@@ -79,13 +79,7 @@ class ScoreStage(Stage):
     @classmethod
     def fingerprint_inputs(cls, config) -> dict:
         """With only_kept, which clips get scored follows the thresholds of the stages before."""
-        from stages import STAGES
-
-        if not config.score.only_kept:
-            return {}
-        before = list(STAGES)[:list(STAGES).index("score")]
-        return {name: fingerprint_fields(config.stage_section(name), with_decisions=True) for name in before
-                if config.stage_section(name).enabled}
+        return earlier_decisions(config, cls.name) if config.score.only_kept else {}
 
     def check(self) -> None:
         self.scorers = build_scorers(self.cfg)

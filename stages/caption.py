@@ -1,0 +1,329 @@
+"""caption: text for the kept clips from any OpenAI-compatible chat-completions server or a
+file-upload API, resumable and cost-accounted.
+
+Frames come from the decode loop (`frames` spread over each clip, `frame_size` short side, JPEG).
+Requests run `max_workers` at a time while the next clips decode. Every answer is appended to a
+side file of the task (`stages/caption/part-NNNNN.answers.<settings>.jsonl`, flushed every few
+answers), so a task killed at its time limit, preempted or `kill -9`ed sends only the clips still
+without an answer when it runs again, and nothing is paid twice. `max_cost_usd` stops the run
+cleanly once the answers' reported cost reaches it. The API key is read from the variable named by
+`api_key_env` only and goes into the Authorization header, never into a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from curate.errors import CurateError
+from curate.hashing import stable_hash
+from curate.sections import Runtime, StageSection
+
+from .base import Stage, earlier_decisions
+from .decode import FrameNeed, scan_clips
+
+FLUSH_EVERY = 4  # answers between fsyncs of the side file
+COLUMNS = {"caption": "Utf8", "caption_model": "Utf8", "caption_tokens_in": "Int64", "caption_tokens_out": "Int64",
+           "caption_cost_usd": "Float64", "caption_error": "Utf8"}
+ANSWERS_GLOB = "part-*.answers.*.jsonl"
+
+
+class CaptionConfig(StageSection):
+    enabled: bool = False
+    provider: Literal["openai", "api"] = "openai"
+    base_url: str = "https://openrouter.ai/api/v1"
+    model: str = "openai/gpt-4o-mini"
+    api_key_env: str | None = "OPENROUTER_API_KEY"
+    frames: int = Field(default=3, ge=1)
+    frame_size: int = Field(default=512, ge=32)
+    system_prompt: str = "You write captions of video clips for training a text-to-video model."
+    user_prompt: str = ("These images are frames of one short video clip, in time order. Describe the clip in one "
+                        "paragraph: the subjects, the action and motion, the setting, the camera (angle, movement) "
+                        "and the visual style. Do not mention that these are frames or images.")
+    max_tokens: int = Field(default=300, ge=1)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    extra_body: dict = Field(default_factory=dict)
+    only_kept: bool = True
+    max_workers: int = Runtime(8, ge=1)
+    timeout_s: float = Runtime(60.0, gt=0)
+    max_retries: int = Runtime(5, ge=0)
+    max_cost_usd: float | None = Runtime(None, gt=0)
+    # provider: api (multipart upload of the frames)
+    url: str | None = None
+    file_field: str = "file"
+    response_field: str = "caption"
+    extra_fields: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Runtime(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _api_needs_url(self) -> "CaptionConfig":
+        if self.enabled and self.provider == "api" and not self.url:
+            raise ValueError("caption.provider api needs caption.url (the upload endpoint)")
+        return self
+
+    def answers_key(self) -> str:
+        """What makes an answer: changing any of these asks again, changing anything else does not."""
+        return stable_hash({k: getattr(self, k) for k in (
+            "provider", "base_url", "model", "frames", "frame_size", "system_prompt", "user_prompt", "max_tokens",
+            "temperature", "extra_body", "url", "file_field", "response_field", "extra_fields")})[:10]
+
+
+class AnswerStore:
+    """The side file of one task: one JSON line per answered clip, appended as answers arrive."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.answers: dict[str, dict] = {}
+        self.lock = threading.Lock()
+        self.unflushed = 0
+        self.last_flush = time.monotonic()
+        self.handle = None
+
+    def load(self) -> dict[str, dict]:
+        try:
+            lines = self.path.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line a kill cut short: that clip is asked again
+            self.answers[record["clip_id"]] = record
+        return self.answers
+
+    def add(self, record: dict) -> None:
+        from curate.secrets import scrub
+
+        with self.lock:
+            if self.handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.handle = open(self.path, "a")
+            self.handle.write(scrub(json.dumps(record)) + "\n")
+            self.answers[record["clip_id"]] = record
+            self.unflushed += 1
+            if self.unflushed >= FLUSH_EVERY or time.monotonic() - self.last_flush > 2:
+                self._flush()
+
+    def _flush(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.unflushed, self.last_flush = 0, time.monotonic()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.handle is not None:
+                self._flush()
+                self.handle.close()
+                self.handle = None
+
+    def cost(self) -> float:
+        return sum(a.get("cost_usd") or 0.0 for a in self.answers.values())
+
+
+def run_cost(stage_dir: Path, exclude: Path | None = None) -> float:
+    """Cost reported so far by every task of the run (all side files), this task's left out."""
+    total = 0.0
+    for path in stage_dir.glob(ANSWERS_GLOB):
+        if path == exclude:
+            continue
+        for line in path.read_text().splitlines():
+            try:
+                total += json.loads(line).get("cost_usd") or 0.0
+            except json.JSONDecodeError:
+                continue
+    return total
+
+
+class FrameGrabber:
+    """Decode-loop consumer: the clip's sampled frames as JPEG bytes."""
+
+    def __init__(self, cfg: CaptionConfig):
+        self.need = FrameNeed(short_side=cfg.frame_size, color="bgr", count=cfg.frames)
+
+    def begin(self, clip: dict) -> None:
+        self.jpegs: list[bytes] = []
+
+    def feed(self, frame) -> None:
+        import cv2
+
+        ok, data = cv2.imencode(".jpg", frame.image(self.need), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if ok:
+            self.jpegs.append(data.tobytes())
+
+    def end(self) -> list[bytes]:
+        return self.jpegs
+
+
+class CaptionStage(Stage):
+    name = "caption"
+
+    @classmethod
+    def fingerprint_inputs(cls, config) -> dict:
+        return earlier_decisions(config, cls.name) if config.caption.only_kept else {}
+
+    @classmethod
+    def progress(cls, run, cfg) -> dict:
+        """Captions answered / clips to caption so far, and the tokens and cost the server reported."""
+        folder = run.root / "stages" / cls.name
+        key = cfg.answers_key()
+        doc = {"clips": 0, "answered": 0, "captions": 0, "errors": 0, "tokens_in": 0, "tokens_out": 0,
+               "cost_usd": 0.0}
+        for total in folder.glob(f"part-*.answers.{key}.total.json"):
+            try:
+                doc["clips"] += int(json.loads(total.read_text())["total"])
+            except (ValueError, KeyError, OSError):
+                continue
+        for path in folder.glob(f"part-*.answers.{key}.jsonl"):
+            for line in path.read_text().splitlines():
+                try:
+                    answer = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                doc["answered"] += 1
+                doc["captions" if answer.get("caption") else "errors"] += 1
+                doc["tokens_in"] += answer.get("tokens_in") or 0
+                doc["tokens_out"] += answer.get("tokens_out") or 0
+                doc["cost_usd"] += answer.get("cost_usd") or 0.0
+        doc["cost_usd"] = round(doc["cost_usd"], 6)
+        return doc
+
+    def check(self) -> None:
+        name = self.cfg.api_key_env
+        self.api_key = os.environ.get(name) if name else None
+        if name and not self.api_key:
+            raise CurateError(f"caption.api_key_env: the variable {name} is not set; export it where the tasks run "
+                              "(the key is read from the environment only), or set caption.api_key_env: null for "
+                              "a server that needs no key")
+        try:
+            import httpx  # noqa: F401
+            import tenacity  # noqa: F401
+        except ImportError as exc:
+            raise CurateError(f"caption needs {exc.name}: pip install httpx tenacity (bash scripts/setup.sh)") from None
+
+    def answers_path(self) -> Path:
+        part = self.ctx.run.stage_part(self.name, self.ctx.index)
+        return part.with_name(f"{part.stem}.answers.{self.cfg.answers_key()}.jsonl")
+
+    def run(self, rows):
+        import polars as pl
+
+        from curate.decisions import failing_reasons, run_checks
+        from curate.rundir import atomic_write_json
+
+        from .schema import dtypes
+
+        wanted = (pl.col("status") == "ok") & pl.col("clip_id").is_not_null()
+        if self.cfg.only_kept:
+            wanted = wanted & (failing_reasons(run_checks(self.ctx.plan.config, until=self.name),
+                                               rows.columns).list.len() == 0)
+        targets = rows.filter(wanted).to_dicts()
+        store = AnswerStore(self.answers_path())
+        answered = store.load()
+        todo = [c for c in targets if c["clip_id"] not in answered]
+        atomic_write_json(self.answers_path().with_name(self.answers_path().stem + ".total.json"),
+                          {"total": len(targets)})
+        self.ctx.log(f"caption[{self.ctx.index}] {len(targets)} clips, {len(targets) - len(todo)} answered before, "
+                     f"{len(todo)} to send")
+        try:
+            self._caption(todo, store)
+        finally:
+            store.close()
+        self.ctx.stats.update(captions=sum(1 for a in store.answers.values() if a.get("caption")),
+                              caption_cost_usd=round(store.cost(), 6))
+        out = []
+        for row in rows.to_dicts():
+            answer = store.answers.get(row.get("clip_id"))
+            if answer is not None:  # record keys are the column names without the caption_ prefix
+                row.update({column: answer.get(column.removeprefix("caption_")) for column in COLUMNS})
+            out.append(row)
+        schema = {**dict(rows.schema), **dtypes(COLUMNS)}
+        return pl.DataFrame([{k: r.get(k) for k in schema} for r in out], schema=schema)
+
+    def _caption(self, clips: list[dict], store: AnswerStore) -> None:
+        from collections import defaultdict
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        from .caption_client import CaptionClient, Systemic, Transient
+
+        if not clips:
+            return
+        cfg = self.cfg
+        spent_elsewhere = run_cost(store.path.parent, exclude=store.path)
+        by_video: dict[str, list[dict]] = defaultdict(list)
+        for clip in clips:
+            by_video[clip["path"]].append(clip)
+        client = CaptionClient(cfg, self.api_key)
+        grabber = FrameGrabber(cfg)
+        inflight: dict = {}
+        transient: dict[str, str] = {}
+        systemic: list[Exception] = []
+        budget_hit = False
+
+        def settle(futures) -> None:
+            for future in futures:
+                clip_id = inflight.pop(future)
+                try:
+                    answer = future.result()
+                except Transient as exc:
+                    transient[clip_id] = str(exc)
+                    continue
+                except Systemic as exc:
+                    systemic.append(exc)
+                    continue
+                store.add({"clip_id": clip_id, "caption": answer.caption, "error": answer.error,
+                           "model": answer.model or cfg.model, "tokens_in": answer.tokens_in,
+                           "tokens_out": answer.tokens_out, "cost_usd": answer.cost_usd, "at": time.time()})
+
+        def over_budget() -> bool:
+            return cfg.max_cost_usd is not None and spent_elsewhere + store.cost() >= cfg.max_cost_usd
+
+        pool = ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="curate-caption")
+        try:
+            for n, (path, video_clips) in enumerate(by_video.items(), 1):
+                self.ctx.log(f"caption[{self.ctx.index}] {n}/{len(by_video)} {video_clips[0]['relpath']}: "
+                             f"{len(video_clips)} clips")
+                try:
+                    for scan in scan_clips(path, video_clips, [grabber]):
+                        jpegs = grabber.end()
+                        while len(inflight) >= cfg.max_workers:  # decode ahead by at most one round
+                            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                            settle(done)
+                        if systemic or over_budget():
+                            budget_hit = not systemic
+                            break
+                        if not jpegs:
+                            store.add({"clip_id": scan.clip["clip_id"], "caption": None, "at": time.time(),
+                                       "error": "no frame decoded in the clip's range", "model": cfg.model})
+                            continue
+                        inflight[pool.submit(client.caption, jpegs, scan.clip["clip_id"])] = scan.clip["clip_id"]
+                except Exception as exc:  # a broken video leaves its clips for the error column, not the task
+                    if isinstance(exc, (Systemic, CurateError)):
+                        raise
+                    for clip in video_clips:
+                        if clip["clip_id"] not in store.answers and clip["clip_id"] not in inflight.values():
+                            store.add({"clip_id": clip["clip_id"], "caption": None, "model": cfg.model,
+                                       "error": f"decode failed: {type(exc).__name__}: {exc}", "at": time.time()})
+                if systemic or budget_hit:
+                    break
+            settle(wait(list(inflight)).done)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            client.close()
+        if systemic:
+            raise systemic[0]
+        left = len(clips) - sum(1 for c in clips if c["clip_id"] in store.answers)
+        if budget_hit or (over_budget() and left):
+            raise CurateError(f"caption.max_cost_usd={cfg.max_cost_usd:g} reached: ${spent_elsewhere + store.cost():.4f} "
+                              f"reported by this run; {left} clips of index {self.ctx.index} have no caption yet. "
+                              "Raise the limit and run again: answered clips are not sent again")
+        if transient:
+            first = next(iter(transient.values()))
+            raise CurateError(f"{len(transient)} clips got no answer ({first}); run the task again: only clips "
+                              "without an answer are sent")

@@ -1,0 +1,121 @@
+"""A real HTTP server on 127.0.0.1 speaking OpenAI chat completions (with image content parts) and a
+multipart upload API, for the caption tests: the stage's real client talks to it over TCP.
+
+`script` is a list of behaviours used one per request, in arrival order ("ok" once it runs out):
+ok, 429 (with Retry-After: 1), 500, hang (answers after `hang_s`), malformed (200, not JSON), 401.
+Every request is recorded: clip id, time, number of images, the Authorization header.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeCaptionServer:
+    def __init__(self, script=(), latency_s=0.0, hang_s=3.0, cost=0.001):
+        self.script = list(script)
+        self.latency_s, self.hang_s, self.cost = latency_s, hang_s, cost
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.inflight = self.max_inflight = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                server.handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def clip_ids(self) -> list[str]:
+        with self.lock:
+            return [r["clip"] for r in self.requests]
+
+    # -- one request -------------------------------------------------------------------------------
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        with self.lock:
+            behaviour = self.script.pop(0) if self.script else "ok"
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            record = {"clip": h.headers.get("X-Curate-Clip-Id"), "at": time.time(), "behaviour": behaviour,
+                      "auth": h.headers.get("Authorization"), "path": h.path}
+            images = self.images(h, body, record)
+            record["images"] = images
+            with self.lock:
+                self.requests.append(record)
+            time.sleep(self.hang_s if behaviour == "hang" else self.latency_s)
+            if behaviour == "429":
+                return self.reply(h, 429, {"error": {"message": "rate limited"}}, {"Retry-After": "1"})
+            if behaviour == "500":
+                return self.reply(h, 500, {"error": {"message": "upstream exploded"}})
+            if behaviour == "401":
+                return self.reply(h, 401, {"error": {"message": "No auth credentials found"}})
+            if behaviour == "malformed":
+                return self.reply(h, 200, None, raw=b'{"choices": [ this is not json')
+            caption = f"caption of {record['clip']} from {images} frames"
+            if h.path.endswith("/upload"):
+                return self.reply(h, 200, {"result": {"caption": caption}})
+            return self.reply(h, 200, {"id": "cmpl-1", "model": record.get("model", "test-model"),
+                                       "choices": [{"index": 0, "message": {"role": "assistant", "content": caption}}],
+                                       "usage": {"prompt_tokens": 100 * images, "completion_tokens": 12,
+                                                 "cost": self.cost}})
+        finally:
+            with self.lock:
+                self.inflight -= 1
+
+    @staticmethod
+    def images(h, body: bytes, record: dict) -> int:
+        """Count the JPEG frames of a chat request (data URLs) or an upload (multipart files)."""
+        if h.path.endswith("/upload"):
+            message = BytesParser(policy=HTTP).parsebytes(
+                b"Content-Type: " + h.headers["Content-Type"].encode() + b"\r\n\r\n" + body)
+            parts = list(message.iter_parts())
+            record["fields"] = {p.get_param("name", header="content-disposition"): p.get_content()
+                                for p in parts if p.get_filename() is None}
+            files = [p.get_payload(decode=True) for p in parts if p.get_filename()]
+            assert all(f.startswith(b"\xff\xd8") for f in files), "upload frames must be JPEG"
+            return len(files)
+        doc = json.loads(body)
+        record["model"] = doc["model"]
+        (user,) = [m for m in doc["messages"] if m["role"] == "user"]
+        urls = [part["image_url"]["url"] for part in user["content"] if part["type"] == "image_url"]
+        assert all(u.startswith("data:image/jpeg;base64,") for u in urls)
+        assert all(base64.b64decode(u.split(",", 1)[1]).startswith(b"\xff\xd8") for u in urls)
+        return len(urls)
+
+    @staticmethod
+    def reply(h, code: int, doc, headers=None, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(doc).encode()
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            h.send_header(key, value)
+        h.end_headers()
+        h.wfile.write(data)
