@@ -31,14 +31,14 @@ def _console(stderr: bool = False):
 
 
 def _prepare(workdir: Optional[Path], config: Optional[Path], input_dir: Optional[Path], rebuild: bool,
-             parts: Optional[int] = None, part_size: Optional[str] = None):
+             parts: Optional[int] = None, part_size: Optional[str] = None, config_obj=None):
     """Load + validate config, build (or reuse) the manifest, freeze run.yaml. No stage work."""
     from .config import load_config
     from .manifest import write_manifest
     from .plan import load_plan, write_plan
     from .rundir import RunDir
 
-    cfg = load_config(config) if config is not None else None
+    cfg = config_obj if config_obj is not None else (load_config(config) if config is not None else None)
     if workdir is None:
         if cfg is None or not cfg.workdir:
             raise CurateError("no run directory: pass --workdir DIR or set `workdir:` in the config")
@@ -426,6 +426,12 @@ def export_cmd(
     workdir: Path = WorkdirOpt,
     fmt: str = typer.Option("parquet", "--format", help="parquet or jsonl."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Default: WORKDIR/metadata/clips.<format>."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", help="Also write the kept clips (or whole videos) here, mirroring each input's "
+                                   "relative path, with metadata.parquet and metadata.jsonl."),
+    copy_mode: str = typer.Option("link", "--copy-mode",
+                                  help="With --output-dir: link (hard link, else symlink), copy, none (metadata "
+                                       "only) or encode (the clips: settings)."),
     as_json: bool = JsonOpt,
 ):
     """Write the final table: a row per clip plus a row per video that gave no clip."""
@@ -436,9 +442,12 @@ def export_cmd(
     if fmt not in FORMATS:
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run_dir = RunDir.at(workdir)
+    plan = load_plan(run_dir)
     with _clip_progress(enabled=not as_json) as on_clip:
-        out, table, incomplete = export(run_dir, load_plan(run_dir), fmt, output, progress=on_clip)
+        out, table, incomplete = export(run_dir, plan, fmt, output, progress=on_clip)
     doc = {"workdir": str(run_dir.root), "table": str(out), "incomplete_indices": incomplete, **summary(table)}
+    if output_dir is not None:
+        doc.update(_publish(table, output_dir, copy_mode, plan.config.clips, as_json))
     if as_json:
         print(json.dumps(doc))
     else:
@@ -446,6 +455,81 @@ def export_cmd(
         if incomplete:
             _console().print(f"[yellow]{incomplete} indices are not finished[/]: their videos are "
                              "`incomplete` rows; see `curate status`")
+
+
+def _publish(table, output_dir: Path, copy_mode: str, clips_cfg, quiet: bool, bar: bool = True) -> dict:
+    """export --output-dir: write the files, say what happened once."""
+    from .publish import publish
+
+    with _clip_progress(enabled=bar and not quiet) as on_file:
+        _, report = publish(table, output_dir.expanduser().resolve(), copy_mode, clips_cfg, progress=on_file)
+    doc = {"output_dir": str(output_dir.expanduser().resolve()), "copy_mode": copy_mode,
+           "files_written": report.written, "files_skipped": report.skipped, "files_failed": report.failed}
+    if not quiet:
+        console = _console()
+        console.print(f"[bold green]output[/] {doc['output_dir']}: {report.written} files written ({copy_mode}), "
+                      f"{report.skipped} already there, {report.failed} failed; metadata.parquet, metadata.jsonl")
+        for note in report.notes[:10]:
+            console.print(f"[yellow]note[/]: {note}")
+    return doc
+
+
+@app.command("offline-filter")
+def offline_filter(
+    input_dir: Path = typer.Option(..., "--input-dir", "-i", help="A tree of videos (searched recursively)."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where the kept videos and metadata go."),
+    copy_mode: str = typer.Option("link", "--copy-mode", help="link (default), copy, none or encode."),
+    config: Optional[Path] = ConfigOpt,
+    workdir: Optional[Path] = typer.Option(None, "--workdir", "-w",
+                                           help="Run directory (default: OUTPUT_DIR/.curate-run)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Tasks at once (default: local.workers)."),
+    progress: bool = typer.Option(True, help="Show a live progress display."),
+    as_json: bool = JsonOpt,
+):
+    """Filter whole videos without splitting: `curate local` with split.kind none, then export to a mirror tree."""
+    from .config import load_config
+    from .executors.local import LocalExecutor
+    from .export import export, summary
+
+    cfg = load_config(config)
+    cfg.split.kind = "none"
+    if "max_s" not in cfg.split.model_fields_set:
+        cfg.split.max_s = None  # whole videos of any length, unless the config caps them
+    output_dir = output_dir.expanduser().resolve()
+    run_dir, plan, info = _prepare(workdir or output_dir / ".curate-run", None, input_dir, False, config_obj=cfg)
+    console = _console(stderr=True)
+    if not as_json:
+        console.print(f"{info['num_units']} videos under {input_dir}: stages {' -> '.join(plan.stages)} "
+                      f"(run directory {run_dir.root})")
+    with _local_progress(plan, enabled=progress and not as_json) as on_event:
+        result = LocalExecutor(run_dir, plan, workers or plan.config.local.workers, progress=on_event).execute()
+    _, table, _ = export(run_dir, plan)
+    doc = {"workdir": str(run_dir.root), **summary(table),
+           **_publish(table, output_dir, copy_mode, plan.config.clips, as_json, bar=progress)}
+    doc["by_reason"] = reason_counts(table)
+    doc["failed_indices"] = {str(k): v for k, v in result.failed.items()}
+    if as_json:
+        print(json.dumps(doc))
+    else:
+        out = _console()
+        out.print(f"[bold]{doc.get('videos', 0)} videos in[/], {doc.get('clips_ok', 0)} kept "
+                  f"({doc.get('clip_hours', 0):.3f} h) -> {output_dir}")
+        for why, count in doc["by_reason"].items():
+            out.print(f"  {count:6d}  {why}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def reason_counts(table) -> dict[str, int]:
+    """Rows not kept, by the first word of their reason (flash, ocr, failed, ...)."""
+    import polars as pl
+
+    if table.is_empty() or "reason" not in table.columns:
+        return {}
+    dropped = table.filter(~pl.col("keep").fill_null(False)) if "keep" in table.columns else table
+    keys = dropped.select(pl.concat_str([pl.col("status"), pl.col("reason").fill_null("").str.extract(
+        r"^([a-z_ ]+?)(?::|$)", 1).fill_null("")], separator=": ").str.strip_chars(": ").alias("why"))
+    return {r["why"]: r["len"] for r in keys.group_by("why").len().sort("len", descending=True).to_dicts()}
 
 
 @app.command()

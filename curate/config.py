@@ -57,6 +57,7 @@ class ClipsConfig(Section):
     codec: Literal["libx264", "libx265", "libvpx-vp9"] = "libx264"
     crf: int = Field(default=20, ge=0, le=63)
     preset: str = "veryfast"
+    fps: float | None = Field(default=None, gt=0)  # cap the frame rate of written clips (null: keep)
 
 
 class LocalConfig(Section):

@@ -13,6 +13,12 @@ from .hashing import stable_hash
 from .rundir import RunDir
 
 
+def video_filter(cfg: ClipsConfig) -> str | None:
+    """The ffmpeg -vf chain of the clip settings: resize (and crop or pad), then the frame-rate cap."""
+    parts = [p for p in (scale_filter(cfg), f"fps='min({cfg.fps:g},source_fps)'" if cfg.fps else None) if p]
+    return ",".join(parts) or None
+
+
 def scale_filter(cfg: ClipsConfig) -> str | None:
     if cfg.resize == "none":
         return None
@@ -44,7 +50,7 @@ def materialize(run: RunDir, table, cfg: ClipsConfig, progress=None):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     cut_clip(row["path"], dest, row["start_s"], row["clip_duration_s"], cfg.mode, cfg.crf,
-                             scale_filter(cfg), cfg.codec, cfg.preset)
+                             video_filter(cfg), cfg.codec, cfg.preset)
                 except Exception as exc:
                     status, reason, dest = "failed", f"writing the clip failed: {exc}", None
             path = str(dest) if dest else None

@@ -25,7 +25,7 @@ from .schema import CLIP_SCHEMA, VIDEO_SCHEMA, frame
 
 
 class SplitConfig(StageSection):
-    kind: Literal["pyscenedetect", "transnetv2"] = "pyscenedetect"
+    kind: Literal["pyscenedetect", "transnetv2", "none"] = "pyscenedetect"
     threshold: float = Field(default=3.0, gt=0)
     min_scene_len: int = Field(default=15, ge=1)
     downscale: int = Field(default=0, ge=0)
@@ -36,25 +36,25 @@ class SplitConfig(StageSection):
     flash_max_frames: int = Field(default=8, ge=1)
     flash_brightness_delta: float = Field(default=40.0, gt=0)
     min_s: float = Field(default=1.0, gt=0)
-    max_s: float = Field(default=10.0, gt=0)
+    max_s: float | None = Field(default=10.0, gt=0)  # null: any length (with kind none: whole videos)
     cut: bool = False
     cut_mode: Literal["reencode", "copy"] = "reencode"
     crf: int = Field(default=20, ge=0, le=51)
 
     @model_validator(mode="after")
     def _range(self) -> "SplitConfig":
-        if self.max_s < self.min_s:
+        if self.max_s is not None and self.max_s < self.min_s:
             raise ValueError(f"split.max_s ({self.max_s}) must be >= split.min_s ({self.min_s})")
         return self
 
 
-def windows(start: int, end: int, fps: float, min_s: float, max_s: float) -> list[tuple[int, int, str | None]]:
+def windows(start: int, end: int, fps: float, min_s: float, max_s: float | None) -> list[tuple[int, int, str | None]]:
     """Split the frame range [start, end) of one shot into (start, end, drop_reason) pieces."""
     length = end - start
     seconds = length / fps
     if seconds < min_s:
         return [(start, end, f"shot of {seconds:.2f} s is shorter than split.min_s={min_s:g}")]
-    if seconds <= max_s:
+    if max_s is None or seconds <= max_s:
         return [(start, end, None)]
     count = math.ceil(seconds / max_s - 1e-9)
     if length / count / fps >= min_s:
@@ -159,7 +159,7 @@ class SplitStage(Stage):
     name = "split"
 
     def check(self) -> None:
-        if self.cfg.cut:
+        if self.cfg.cut or self.cfg.kind == "none":
             require_ffmpeg()
         if self.cfg.kind == "transnetv2":
             from .shots import load_transnet
@@ -183,6 +183,8 @@ class SplitStage(Stage):
     def _clips(self, video: dict) -> list[dict]:
         base = {k: video.get(k) for k in VIDEO_SCHEMA}
         fps = video["fps"] or 25.0
+        if self.cfg.kind == "none":
+            return self._whole(video, base, fps)
         try:
             shots = detect_shots(video["path"], self.cfg, video["width"], video["height"], fps)
         except Exception as exc:  # a broken file must not kill the task
@@ -203,6 +205,22 @@ class SplitStage(Stage):
                 if self.cfg.cut and not drop:
                     row.update(self._cut(video["path"], row))
                 rows.append(row)
+        return rows
+
+    def _whole(self, video: dict, base: dict, fps: float) -> list[dict]:
+        """kind none: the whole video is one shot, from its probe (no decode); min_s / max_s still apply."""
+        frames = video["num_frames"] or max(1, round(video["duration_s"] * fps))
+        duration = video["duration_s"] or frames / fps
+        rows = []
+        for i, (a, b, drop) in enumerate(windows(0, frames, fps, self.cfg.min_s, self.cfg.max_s)):
+            start_s, end_s = a * duration / frames, b * duration / frames
+            row = {**base, "clip_id": f"{video['video_id']}-{a:06d}", "start_frame": a, "end_frame": b,
+                   "start_s": round(start_s, 4), "end_s": round(end_s, 4), "clip_duration_s": round(end_s - start_s, 4),
+                   "boundary": "window" if i else "start", "status": "dropped" if drop else "ok",
+                   "reason": drop.replace("shot of", "video of") if drop and i == 0 and b == frames else drop}
+            if self.cfg.cut and not drop:
+                row.update(self._cut(video["path"], row))
+            rows.append(row)
         return rows
 
     def _cut(self, src: str, row: dict) -> dict:

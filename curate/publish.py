@@ -1,0 +1,142 @@
+"""Materialise the kept clips (or whole videos) under an output directory that mirrors each
+input's relative path, with the final table beside them (metadata.parquet, metadata.jsonl).
+
+copy modes: `link` (hard link; a symlink where the output is on another filesystem, said once),
+`copy`, `none` (metadata only) and `encode` (the `clips` settings: codec, crf, resize 720p/512/256
+with crop or pad, fps cap). link and copy keep files whole, so they take rows that are whole
+videos (`split.kind: none`); a clip cut out of a longer video needs `encode`. Every file is
+written under a temporary name and renamed, so an interrupted export leaves no half-written file
+and a rerun skips what is already there with the same settings.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .config import ClipsConfig
+from .errors import CurateError
+from .hashing import stable_hash
+from .rundir import atomic_write_bytes, atomic_write_parquet, atomic_write_text
+
+COPY_MODES = ("link", "copy", "none", "encode")
+STATE_FILE = ".curate-export.json"  # what each file was written with, for reruns
+
+
+@dataclass
+class PublishReport:
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    symlinked: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def whole_video(row: dict) -> bool:
+    """The row's clip is its whole video (split.kind none, no windows)."""
+    return (row.get("start_frame") or 0) == 0 and row.get("end_frame") is not None and \
+        row.get("num_frames") is not None and row["end_frame"] >= row["num_frames"]
+
+
+def output_relpath(row: dict, mode: str, cfg: ClipsConfig) -> str:
+    rel = PurePosixPath(str(row["relpath"]).replace("::", "/"))  # archive members: shard/member
+    if whole_video(row) and mode != "encode":
+        return rel.as_posix()
+    suffix = ".webm" if cfg.codec == "libvpx-vp9" else ".mp4"
+    if whole_video(row):
+        return rel.with_suffix(suffix).as_posix()
+    return (rel.with_suffix("") / f"{row['clip_id']}{suffix}").as_posix()
+
+
+def _link(src: Path, dest: Path, report: PublishReport) -> None:
+    tmp = dest.with_name(f".{dest.name}.tmp-link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+        os.symlink(src.resolve(), tmp)
+        report.symlinked += 1
+    os.replace(tmp, dest)
+
+
+def _copy(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.tmp-copy")
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None):
+    """Write the kept rows' files under out_dir; returns (table with output_path, report)."""
+    import polars as pl
+
+    from stages.split import cut_clip
+
+    from .materialize import video_filter
+
+    if mode not in COPY_MODES:
+        raise CurateError(f"--copy-mode {mode!r}: choose one of {', '.join(COPY_MODES)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = table.to_dicts()
+    kept = [r for r in rows if r.get("keep")]
+    if mode in ("link", "copy"):
+        parts = [r for r in kept if not whole_video(r)]
+        if parts:
+            raise CurateError(f"--copy-mode {mode} keeps whole files, but {len(parts)} kept clips are parts of "
+                              "longer videos (e.g. " + parts[0]["clip_id"] + "): use --copy-mode encode, or "
+                              "split.kind: none (curate offline-filter) to filter whole videos")
+    state_path = out_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    tag = stable_hash({"mode": mode, **(cfg.model_dump() if mode == "encode" else {})})[:12]
+    report = PublishReport()
+    outputs: dict[str, str] = {}
+    try:
+        for done, row in enumerate(kept, 1):
+            if mode == "none":
+                break
+            rel = output_relpath(row, mode, cfg)
+            dest = out_dir / rel
+            src = Path(row["path"])
+            if dest.exists() and state.get(rel) == tag:
+                report.skipped += 1
+                outputs[row["clip_id"]] = rel
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if mode == "link":
+                    _link(src, dest, report)
+                elif mode == "copy":
+                    _copy(src, dest)
+                else:
+                    cut_clip(str(src), dest, row["start_s"], row["clip_duration_s"], "reencode", cfg.crf,
+                             video_filter(cfg), cfg.codec, cfg.preset)
+            except Exception as exc:  # one unwritable file is a row's failure, not the export's
+                report.failed += 1
+                report.notes.append(f"{rel}: {type(exc).__name__}: {exc}")
+                continue
+            state[rel] = tag
+            outputs[row["clip_id"]] = rel
+            report.written += 1
+            if report.written % 20 == 0:
+                atomic_write_text(state_path, json.dumps(state))
+            if progress:
+                progress(done, len(kept))
+    finally:
+        atomic_write_text(state_path, json.dumps(state))
+    if report.symlinked:
+        report.notes.insert(0, f"{report.symlinked} files are symlinks: hard links are not possible from the input's "
+                               "filesystem to the output's")
+    table = table.with_columns(output_path=pl.Series([outputs.get(r.get("clip_id")) if r.get("keep") else None
+                                                      for r in rows], dtype=pl.Utf8))
+    atomic_write_parquet(out_dir / "metadata.parquet", table)
+    atomic_write_bytes(out_dir / "metadata.jsonl", table.write_ndjson().encode())
+    return table, report
