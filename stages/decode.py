@@ -120,11 +120,14 @@ def convert(frame, width: int, height: int, color: str, rotation: int):
 
 
 def iter_frames(path: str, ranges: list[tuple[float, float]] | None = None, threads: int = 0) -> Iterator[Frame]:
-    """Decode `path` once, yielding frames inside `ranges` (seconds, end exclusive; None: all).
+    """Decode `path` once, yielding the frames inside `ranges` (seconds, end exclusive; None: all).
 
-    Seeks to the keyframe before each range start and drops the frames before it, so a range
-    that starts mid-GOP still starts at its exact frame. `index` counts frames from the video
-    start when no range is given, else it is only an ordinal within the decode.
+    Between ranges it decodes through a short gap and seeks over a long one: long means more than
+    twice the keyframe interval seen so far (GAP_SEEK_S before any is seen), so a seek lands past
+    where decoding already is instead of decoding a GOP twice. A seek goes to the keyframe before
+    the range and drops the frames before its start, so a range that starts mid-GOP still starts
+    at its exact frame. `index` counts frames from the video start when no range is given, else it
+    is only an ordinal within the decode.
     """
     import av
 
@@ -141,27 +144,41 @@ def iter_frames(path: str, ranges: list[tuple[float, float]] | None = None, thre
                 yield Frame(index, float(frame.time), frame, _rotation(frame))
                 index += 1
             return
-        ranges = sorted(ranges)
-        merged: list[list[float]] = []
-        for start, end in ranges:  # decode through small gaps, seek over big ones
-            if merged and start - merged[-1][1] <= GAP_SEEK_S:
-                merged[-1][1] = max(merged[-1][1], end)
+        spans: list[list[float]] = []
+        for start, end in sorted(ranges):  # overlapping or touching ranges become one
+            if spans and start <= spans[-1][1] + EPS:
+                spans[-1][1] = max(spans[-1][1], end)
             else:
-                merged.append([start, end])
-        for start, end in merged:
+                spans.append([start, end])
+
+        def seek(start: float):
             container.seek(max(0, int((start - 0.001) / stream.time_base)), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    continue
-                t = float(frame.time)
-                if t < start - 1e-6:
-                    continue
-                if t >= end - 1e-6:
-                    break
+            return container.decode(stream)
+
+        keyframes: list[float] = []
+        current, sought = 0, 0  # the span we are in or heading for; the span the last seek was for
+        frames = seek(spans[0][0])
+        while current < len(spans):
+            frame = next(frames, None)
+            if frame is None:
+                return
+            if frame.time is None:
+                continue
+            t = float(frame.time)
+            if frame.key_frame and (not keyframes or t > keyframes[-1]):
+                keyframes.append(t)
+            while current < len(spans) and t >= spans[current][1] - EPS:
+                current += 1
+            if current == len(spans):
+                return
+            start = spans[current][0]
+            if t >= start - EPS:
                 yield Frame(index, t, frame, _rotation(frame))
                 index += 1
-
-
+                continue
+            gop = (keyframes[-1] - keyframes[0]) / (len(keyframes) - 1) if len(keyframes) > 1 else GAP_SEEK_S / 2
+            if sought != current and start - t > max(GAP_SEEK_S / 4, 2 * gop):
+                frames, sought = seek(start), current
 def _rotation(frame) -> int:
     # Display-matrix rotation, counter-clockwise degrees (PyAV >= 13 reads it per frame).
     return int(round(frame.rotation or 0)) % 360
@@ -202,7 +219,7 @@ class Sampler:
             if self.next_time is None:
                 self.next_time = frame.time
             hit = frame.time >= self.next_time - EPS
-            if hit:
+            while frame.time >= self.next_time - EPS:  # past a gap (seeked over), the next sample is ahead
                 self.next_time += 1.0 / need.per_second
         else:
             hit = self.count % need.every == 0
@@ -212,12 +229,41 @@ class Sampler:
         return hit
 
 
+SAMPLE_WINDOW_S = 0.5  # decoded after each sample time: the frame at it, and its successor for pairs
+
+
+def sparse(need: FrameNeed) -> bool:
+    """A need that samples by time (a rate, or N per clip) rather than every n-th frame."""
+    return bool(need.per_second or need.count)
+
+
+def sample_times(clip: dict, need: FrameNeed) -> list[float]:
+    start, end = float(clip.get("start_s") or 0.0), float(clip["end_s"])
+    if need.count:
+        step = (end - start) / need.count
+        return [start + (i + 0.5) * step for i in range(need.count)]
+    step = 1.0 / need.per_second
+    return [start + i * step for i in range(max(1, int((end - start) / step - 1e-9) + 1))]
+
+
+def sample_windows(clips: list[dict], needs: list[FrameNeed]) -> list[tuple[float, float]]:
+    """The stretches of video that hold every sample of every need: a long clip sampled every few
+    seconds then costs its samples, not a decode of all of it (iter_frames seeks between them)."""
+    windows = []
+    for clip in clips:
+        end = float(clip["end_s"])
+        for need in needs:
+            windows += [(t, min(end, t + SAMPLE_WINDOW_S)) for t in sample_times(clip, need)]
+    return windows
+
+
 @dataclass
 class ClipScan:
     """A clip whose frames have all been fed: now its consumers' `end()` may be called."""
 
     clip: dict
-    frames: int  # decoded frames inside the clip's range (0: nothing decodable there)
+    frames: int  # frames decoded inside the clip's range (only around the samples when every need samples
+    # by time); 0: nothing decodable there
 
 
 def scan_clips(path: str, clips: list[dict], consumers: list[FrameConsumer], threads: int = 0) -> Iterator[ClipScan]:
@@ -232,6 +278,8 @@ def scan_clips(path: str, clips: list[dict], consumers: list[FrameConsumer], thr
     order = sorted(clips, key=lambda c: c.get("start_s") or 0.0)
     open_ended = any(c.get("end_s") is None for c in order)
     ranges = None if open_ended else [(float(c.get("start_s") or 0.0), float(c["end_s"])) for c in order]
+    if ranges and consumers and all(sparse(c.need) for c in consumers):
+        ranges = sample_windows(order, [c.need for c in consumers])  # decode only around the samples
     samplers = [Sampler(c.need) for c in consumers]
     pairs = list(zip(consumers, samplers))
 

@@ -59,8 +59,9 @@ def test_more_wanted_frames_than_the_clip_has_and_empty_clips():
              {"clip_id": "empty", "start_s": 1.32, "end_s": 1.38},  # between two frames
              {"clip_id": "past-end", "start_s": 50.0, "end_s": 51.0}]
     seen, (recorder,) = scan(clips, FrameNeed(count=8))
-    # 8 slice middles over 3 frames: each frame at most once, the first slices' middles fall after frame 1.0
-    assert seen == [("short", 3, [[1.1, 1.2]]), ("empty", 0, [[]]), ("past-end", 0, [[]])]
+    # 8 slice middles over 3 frames: each frame at most once, the first slices' middles fall after frame 1.0,
+    # which a sampling-only scan then never decodes
+    assert seen == [("short", 2, [[1.1, 1.2]]), ("empty", 0, [[]]), ("past-end", 0, [[]])]
     # every clip is begun before its frames and handed back for `end` exactly once
     assert [c[0] for c in recorder.calls] == ["begin", "end"] * 3
 
@@ -151,3 +152,20 @@ def test_secrets_never_reach_the_run_directory_or_logs(tmp_path, workdir):
     for path in written:
         assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in proc.stdout + proc.stderr + dry.stdout + dry.stderr
+
+
+def test_a_long_clip_sampled_by_time_costs_its_samples(tmp_path):
+    """Ten minutes of video, one frame every 20 s: the decode loop seeks from sample to sample."""
+    from conftest import ffmpeg
+
+    long = tmp_path / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x54:rate=25:duration=600", "-g", "50", "-pix_fmt", "yuv420p",
+           "-preset", "ultrafast", str(long))
+    sampled, dense = Recorder(FrameNeed(per_second=0.05)), Recorder(FrameNeed(every=500))
+    clip = [{"clip_id": "all", "start_s": 0.0, "end_s": 600.0}]
+    (scan,) = scan_clips(str(long), clip, [sampled])
+    sampled_times = sampled.end()
+    assert sampled_times == [20.0 * i for i in range(30)]  # the same frames a full decode samples
+    assert scan.frames <= 30 * 13  # frames kept: the half-second window after each sample
+    (full,) = scan_clips(str(long), clip, [dense])
+    assert full.frames == 15000 and dense.end() == sampled_times
