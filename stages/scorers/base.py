@@ -52,3 +52,41 @@ class Scorer(ModelAnalyzer):
         if self.cfg.max is not None:
             found.append(above(self.name, self.main, self.cfg.max, f"{self.key}.max", digits=4))
         return found
+
+
+def clip_frames(clip: dict) -> int:
+    """Frames of a clip: its frame range, or its duration at its frame rate."""
+    frames = (clip.get("end_frame") or 0) - (clip.get("start_frame") or 0)
+    if frames <= 0:
+        frames = round(((clip.get("end_s") or 0) - (clip.get("start_s") or 0)) * (clip.get("fps") or 25))
+    return max(1, frames)
+
+
+class NetworkScorer(Scorer):
+    """A scorer whose network is our own torch module loading one published checkpoint unchanged
+    (`weights`); `how` says where to get that file."""
+
+    how: ClassVar[str] = ""
+
+    def network(self):
+        """The torch module, with the checkpoint's module names and shapes."""
+        raise NotImplementedError
+
+    def weights(self):
+        return [(f"{self.key}.weights", self.cfg.weights)]
+
+    def model_key(self):
+        return (self.name, self.cfg.device, self.cfg.dtype, self.cfg.weights.describe())
+
+    def load(self, device):
+        from ..weights import load_into, load_state_dict
+
+        path = self.cfg.weights.resolve(f"{self.key}.weights", self.how)
+        try:
+            model = self.network()
+        except ImportError as exc:
+            from ..models import missing_package
+
+            raise missing_package(self.key, exc.name or "torch", "score") from None
+        load_into(model, load_state_dict(path, f"{self.key}.weights"), path, f"{self.key}.weights", self.how)
+        return model.to(self.torch_device(), self.torch_dtype()).eval()

@@ -23,8 +23,8 @@ import math
 from pydantic import Field
 
 from ..decode import FrameNeed
-from ..weights import WeightsRef, load_into, load_state_dict
-from .base import Scorer, ScorerConfig
+from ..weights import WeightsRef
+from .base import NetworkScorer, ScorerConfig, clip_frames
 
 HOW = ("download DOVER.pth (or DOVER_plus_plus.pth for DOVER++) from the releases of "
        "github.com/VQAssessment/DOVER and set score.dover.weights.path, or put it in a HF repo of yours "
@@ -128,43 +128,27 @@ class DoverSampler:
         return [(self.technical, self.aesthetic)] if self.taken else []
 
 
-class DoverScorer(Scorer):
+class DoverScorer(NetworkScorer):
     name = "dover"
     main = "dover"
     cost = 30
     columns = {"dover": "Float64", "dover_technical": "Float64", "dover_aesthetic": "Float64"}
     Config = DoverConfig
+    how = HOW
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.need = FrameNeed(color="rgb")  # every frame is offered; only the sampled ones are converted
 
-    def weights(self):
-        return [(f"{self.key}.weights", self.cfg.weights)]
+    def network(self):
+        from .dover_net import Dover
 
-    def model_key(self):
-        return ("dover", self.cfg.device, self.cfg.dtype, self.cfg.weights.describe())
-
-    def load(self, device):
-        try:
-            import torch  # noqa: F401
-
-            from .dover_net import Dover
-        except ImportError as exc:
-            from ..models import missing_package
-
-            raise missing_package(self.key, exc.name or "torch", "score") from None
-        path = self.cfg.weights.resolve(f"{self.key}.weights", HOW)
-        model = Dover()
-        load_into(model, load_state_dict(path, f"{self.key}.weights"), path, f"{self.key}.weights", HOW)
-        return model.to(self.torch_device(), self.torch_dtype()).eval()
+        return Dover()
 
     def clip_sampler(self, clip):
         import numpy as np
 
-        frames = (clip.get("end_frame") or 0) - (clip.get("start_frame") or 0)
-        if frames <= 0:
-            frames = max(1, round(((clip.get("end_s") or 0) - (clip.get("start_s") or 0)) * (clip.get("fps") or 25)))
+        frames = clip_frames(clip)
         key = int.from_bytes(hashlib.sha1(str(clip.get("clip_id")).encode()).digest()[:8], "little")
         return DoverSampler(frames, self.cfg, np.random.default_rng([self.cfg.seed, key]))
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..decode import FrameNeed
-from ..weights import WeightsRef, load_into, load_state_dict
-from .base import Scorer, ScorerConfig
+from ..weights import WeightsRef
+from .base import NetworkScorer, ScorerConfig, clip_frames
 
 HOW = ("download gmflow-scale1-mixdata-train320x576-4c3a6e9a.pth (UniMatch model zoo, "
        "github.com/autonomousvision/unimatch) and set score.unimatch.weights.path, or weights.hf_repo + filename")
@@ -56,41 +56,25 @@ class FramePicker:
         return [torch.stack(present)] if len(present) >= 2 else []
 
 
-class UnimatchScorer(Scorer):
+class UnimatchScorer(NetworkScorer):
     name = "unimatch"
     main = "unimatch_flow"
     cost = 25
     columns = {"unimatch_flow": "Float64", "unimatch_flow_max": "Float64"}
     Config = UnimatchConfig
+    how = HOW
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.need = FrameNeed(color="rgb")  # every frame is offered; only the picked ones are converted
 
-    def weights(self):
-        return [(f"{self.key}.weights", self.cfg.weights)]
+    def network(self):
+        from .unimatch_net import GMFlow
 
-    def model_key(self):
-        return ("unimatch", self.cfg.device, self.cfg.dtype, self.cfg.weights.describe())
-
-    def load(self, device):
-        try:
-            import torch  # noqa: F401
-
-            from .unimatch_net import GMFlow
-        except ImportError as exc:
-            from ..models import missing_package
-
-            raise missing_package(self.key, exc.name or "torch", "score") from None
-        path = self.cfg.weights.resolve(f"{self.key}.weights", HOW)
-        model = GMFlow()
-        load_into(model, load_state_dict(path, f"{self.key}.weights"), path, f"{self.key}.weights", HOW)
-        return model.to(self.torch_device(), self.torch_dtype()).eval()
+        return GMFlow()
 
     def clip_sampler(self, clip):
-        frames = (clip.get("end_frame") or 0) - (clip.get("start_frame") or 0)
-        if frames <= 0:
-            frames = max(1, round(((clip.get("end_s") or 0) - (clip.get("start_s") or 0)) * (clip.get("fps") or 25)))
+        frames = clip_frames(clip)
         return FramePicker(frames, self.cfg)
 
     def infer(self, batch):
