@@ -93,6 +93,17 @@ def squeue_ids(name):
     return dict(line.split("|") for line in out.split())
 
 
+def start_now(job, timeout=60):
+    """Slurm holds a requeued job back for a while; let it start now (again, until it has left the
+    queue's pending state: an update that races the requeue itself is lost)."""
+    deadline = time.time() + timeout
+    while subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip() \
+            == "PENDING":
+        assert time.time() < deadline, f"{job} never left PENDING"
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False, capture_output=True)
+        time.sleep(1)
+
+
 def table(workdir):
     curate("export", "-w", workdir)
     return pl.read_parquet(workdir / "metadata" / "clips.parquet")
@@ -231,7 +242,7 @@ def test_preemption_signal_requeues_cleanly(tmp_path, long_video):
     assert not (workdir / "markers" / "split" / "00000.claim").exists()
     assert status(workdir)["stages"]["split"]["pending"] == [0]
     # Slurm holds a requeued job back for a while; let it start now.
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    start_now(job)
     doc = wait_until_settled(workdir)
     assert doc["stages"]["split"]["done"] == [0]
     log = (workdir / "logs" / "split" / f"{job}.out").read_text()
@@ -298,7 +309,7 @@ def test_requeued_task_takes_over_the_claim_of_its_own_dead_attempt(tmp_path, lo
     # What the dead node left: attempt 1's claim, from another host, heartbeat fresh.
     claim.write_text(json.dumps({"job_id": job, "host": "node-that-died", "pid": 4242, "attempt": 1,
                                  "start": time.time(), "token": "attempt-1"}))
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    start_now(job)
     doc = wait_until_settled(workdir)
     assert doc["stages"]["split"]["done"] == doc["stages"]["filter"]["done"] == doc["stages"]["score"]["done"] == [0], doc
     log = (workdir / "logs" / "split" / f"{job}.out").read_text()
@@ -329,7 +340,7 @@ def test_requeue_is_capped_by_max_requeues(tmp_path, long_video):
             while squeue_ids("curate-split").get(job) != "PENDING":
                 assert time.time() < deadline, "the first stop was not requeued"
                 time.sleep(0.2)
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+            start_now(job)
     doc = wait_until_settled(workdir)
     failed = doc["stages"]["split"]["failed"]
     # from sacct and the task's log, or (while accounting lags) from the .failed marker
