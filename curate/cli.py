@@ -264,6 +264,12 @@ def _status_table(doc: dict):
             lines.append(Text.assemble((f"{stage}[{index}] ", "red"), reason))
         if s["blocked"]:
             lines.append(Text(f"{stage} blocked by a failed earlier stage: {compact_list(s['blocked'])}", "yellow"))
+    merge = doc.get("merge")
+    if merge:
+        where = f": {merge['table']}" if merge["state"] == "done" and merge["table"] else ""
+        why = f" ({merge['reason']})" if merge.get("reason") and merge["state"] != "done" else ""
+        lines.append(Text(f"final table (job {merge['job_id']}): {merge['state']}{why}{where}",
+                          "red" if merge["state"] == "failed" else ""))
     caption = doc.get("progress", {}).get("caption")
     if caption:
         lines.append(Text(f"captions: {caption['captions']} of {caption['clips']} clips so far"

@@ -120,9 +120,10 @@ class RunConfig(Section):
     def _known_slurm_stages(self) -> "RunConfig":
         from stages import STAGE_ORDER
 
-        unknown = sorted(set(self.slurm.stages) - set(STAGE_ORDER))
+        unknown = sorted(set(self.slurm.stages) - set(STAGE_ORDER) - {"merge"})
         if unknown:
-            raise ValueError(f"slurm.stages: unknown stage {', '.join(unknown)}; stages are {', '.join(STAGE_ORDER)}")
+            raise ValueError(f"slurm.stages: unknown stage {', '.join(unknown)}; stages are "
+                             f"{', '.join(STAGE_ORDER)} (and merge, the final-table job)")
         return self
 
     def stage_section(self, stage: str) -> StageSection:

@@ -28,9 +28,16 @@ def final_table(run: RunDir, plan: Plan):
             continue
         stopped, why = next(((s, st.failed.get(index) or ("blocked" if index in st.blocked else "not finished"))
                              for s, st in status.items() if index not in st.done), (last, "not finished"))
-        units = pl.read_parquet(run.manifest_part(index)).select("video_id", "source", "relpath", "bytes")
+        reason = f"index {index} stopped at {stopped}: {why}"
+        try:
+            units = pl.read_parquet(run.manifest_part(index)).select("video_id", "source", "relpath", "bytes")
+        except Exception as exc:  # the index's own input is what broke: one row says so
+            units = pl.DataFrame({"video_id": [None], "source": [str(run.manifest_part(index))], "relpath": [None],
+                                  "bytes": [None]}, schema={"video_id": pl.Utf8, "source": pl.Utf8,
+                                                            "relpath": pl.Utf8, "bytes": pl.Int64})
+            reason += f"; its manifest part is unreadable ({type(exc).__name__})"
         missing.append(units.with_columns(part=pl.lit(index, dtype=pl.Int64), status=pl.lit("incomplete"),
-                                          reason=pl.lit(f"index {index} stopped at {stopped}: {why}")))
+                                          reason=pl.lit(reason)))
     table = pl.concat(frames + missing, how="diagonal_relaxed") if frames or missing else pl.DataFrame()
     if "clip_id" in table.columns:
         table = table.sort(["video_id", "clip_id"], nulls_last=True)

@@ -24,7 +24,11 @@ class SlurmView:
         self.note: str | None = None
         latest: dict[tuple[str, int], str] = {}
         self.chunk_jobs: set[str] = set()
+        self.merge_job: str | None = None  # the latest submission's final-table job
         for sub in load_submissions(run):
+            if sub.get("merge_job_id"):
+                self.merge_job = sub["merge_job_id"]
+                self.chunk_jobs.add(self.merge_job)
             for stage, chunks in sub["stages"].items():
                 for chunk in chunks:
                     if not chunk.get("job_id"):
@@ -58,7 +62,7 @@ class SlurmView:
         self._interval = self.min_interval if ok else min(self._interval * 2, 120.0)
 
     def _read_squeue(self) -> bool:
-        names = ",".join(sorted({f"curate-{stage}" for stage, _ in self.by_task.values()}))
+        names = ",".join(sorted({f"curate-{stage}" for stage, _ in self.by_task.values()} | {"curate-merge"}))
         proc = slurm(["squeue", "-h", "-r", "-n", names, "-o", "%i|%T|%r"], timeout=30, required=False)
         if proc is None or proc.returncode != 0:
             self.queue_ok = False
@@ -68,7 +72,7 @@ class SlurmView:
         queue = {}
         for line in proc.stdout.splitlines():
             parts = line.strip().split("|")
-            if len(parts) == 3 and parts[0] in self.by_task:
+            if len(parts) == 3 and (parts[0] in self.by_task or parts[0] == self.merge_job):
                 queue[parts[0]] = (parts[1], parts[2])
         self.queue, self.queue_ok = queue, True
         return True
@@ -87,7 +91,7 @@ class SlurmView:
         acct = {}
         for line in proc.stdout.splitlines():
             parts = line.strip().split("|")
-            if len(parts) >= 3 and parts[0] in self.by_task:
+            if len(parts) >= 3 and (parts[0] in self.by_task or parts[0] == self.merge_job):
                 acct[parts[0]] = (parts[1].split()[0], parts[2])
         self.acct = acct
         return True
@@ -116,6 +120,24 @@ class SlurmView:
         detail = last_error_line(self.run.log_dir(stage) / f"{job}.err")
         text = f"{state} (job {job}, exit {exit_code})"
         return f"{text}: {detail}" if detail else text
+
+    def merge_state(self) -> dict | None:
+        """Where the final-table job of the latest submission stands."""
+        if not self.merge_job:
+            return None
+        self.refresh()
+        job = self.merge_job
+        if job in self.queue:
+            state, reason = self.queue[job]
+            return {"job_id": job, "state": "running" if state in RUNNING_STATES else "pending", "reason": reason}
+        state, exit_code = self.acct.get(job, (None, None))
+        if state == "COMPLETED":
+            return {"job_id": job, "state": "done", "reason": None}
+        if state in FAILURE_STATES:
+            detail = last_error_line(self.run.log_dir("merge") / f"{job}.err")
+            return {"job_id": job, "state": "failed", "reason": f"{state} (exit {exit_code})" + (f": {detail}" if detail
+                                                                                               else "")}
+        return {"job_id": job, "state": "pending" if state in PENDING_STATES else "unknown", "reason": state}
 
     def job_alive(self, job_id: str) -> bool | None:
         self.refresh()

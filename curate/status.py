@@ -124,6 +124,10 @@ def status_document(run: RunDir, plan: Plan, scheduler: SchedulerView | None = N
     progress = {name: p for name, p in progress.items() if p is not None}
     if progress:
         doc["progress"] = progress
+    merge = scheduler.merge_state() if scheduler is not None and hasattr(scheduler, "merge_state") else None
+    if merge is not None:
+        table = run.metadata / "clips.parquet"
+        doc["merge"] = {**merge, "table": str(table) if table.is_file() else None}
     if scheduler is not None and scheduler.note:
         doc["note"] = scheduler.note
     return doc

@@ -93,6 +93,17 @@ def squeue_ids(name):
     return dict(line.split("|") for line in out.split())
 
 
+def wait_for_merge(workdir, timeout=120):
+    """Until the final-table job of the latest submission has ended; returns its status entry."""
+    deadline = time.time() + timeout
+    while True:
+        merge = status(workdir).get("merge") or {}
+        if merge.get("state") in ("done", "failed"):
+            return merge
+        assert time.time() < deadline, f"the merge job did not end: {merge}"
+        time.sleep(1)
+
+
 def start_now(job, timeout=60):
     """Slurm holds a requeued job back for a while; let it start now (again, until it has left the
     queue's pending state: an update that races the requeue itself is lost)."""
@@ -171,11 +182,22 @@ def test_failed_index_blocks_only_its_successor_then_rerun(tmp_path, eight_video
     text = curate("status", "-w", workdir).stdout
     assert "fetch[2] FAILED" in text and "blocked by a failed earlier stage: 2" in text
 
+    # the merge job ran after the last stage although index 2 failed: its videos are incomplete rows
+    merged = wait_for_merge(workdir)
+    assert merged["state"] == "done" and merged["table"], merged
+    final = pl.read_parquet(workdir / "metadata" / "clips.parquet")
+    assert final.filter(pl.col("status") == "incomplete")["part"].unique().to_list() == [2]
+    assert "final table (job " in curate("status", "-w", workdir).stdout
+
     part.write_bytes(good)
     rerun = json.loads(curate("rerun", "-w", workdir, "--failed", "--json").stdout)
+    assert rerun["merge_job_id"] and rerun["merge_job_id"] != merged["job_id"]
     assert rerun["indices"] == "2" and list(rerun["stages"]) == ["fetch", "split", "filter", "score"]
     doc = wait_until_settled(workdir)
     assert doc["stages"]["score"]["done"] == [0, 1, 2, 3]
+    assert wait_for_merge(workdir)["state"] == "done"
+    merged = pl.read_parquet(workdir / "metadata" / "clips.parquet")
+    assert "incomplete" not in merged["status"].to_list()
     result = table(workdir)
     assert "incomplete" not in result["status"].to_list()
     assert result["clip_id"].drop_nulls().is_duplicated().sum() == 0

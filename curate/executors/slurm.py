@@ -174,6 +174,29 @@ exit $?
     return "\n".join(head) + "\n" + body
 
 
+def render_merge_script(run: RunDir, res: SlurmResources, python: str, setup: list[str], dependency: str | None,
+                        submission: str) -> str:
+    """The job after the last stage: writes metadata/clips.parquet, incomplete rows included.
+
+    `afterany` runs it when every task of the last stage has ended, failed ones too."""
+    logs = run.log_dir("merge")
+    head = ["#!/bin/bash", "#SBATCH --job-name=curate-merge",
+            f"#SBATCH {sbatch_option('output', f'{logs}/%j.out')}",
+            f"#SBATCH {sbatch_option('error', f'{logs}/%j.err')}",
+            *[f"#SBATCH {line}" for line in sbatch_lines(res) if not line.startswith("--signal")]]
+    if dependency:
+        head.append(f"#SBATCH --dependency=afterany:{dependency}")
+    export = " ".join(shlex.quote(p) for p in [python, "-m", "curate", "export", "--workdir", str(run.root)])
+    return "\n".join(head) + f"""
+
+# curate submission {submission}: the final table, once the last stage has ended for every index
+set -u
+{chr(10).join(setup)}
+echo "=== curate merge: job $SLURM_JOB_ID on $(hostname) at $(date -Is)"
+exec {export}
+"""
+
+
 # -- talking to Slurm ----------------------------------------------------------------------------
 def max_array_size(config: Config) -> int:
     if config.slurm.max_array_size:
@@ -201,9 +224,11 @@ class Submission:
     stages: dict[str, list[Chunk]] = field(default_factory=dict)
     indices: str = ""
     already_done: int = 0  # indices left out because every submitted stage is done for them
+    merge_job_id: str | None = None  # the final-table job after the last stage
 
     def to_json(self) -> dict:
         return {"id": self.id, "created": self.created, "indices": self.indices, "already_done": self.already_done,
+                "merge_job_id": self.merge_job_id,
                 "stages": {s: [{k: v for k, v in asdict(c).items() if k != "script"} for c in chunks]
                            for s, chunks in self.stages.items()}}
 
@@ -281,4 +306,22 @@ def submit(run: RunDir, plan: Plan, stages: list[str], indices: list[int], throt
         if dry_run:
             sub.stages[stage] = chunks
         previous = chunks
+    if stages and stages[-1] == plan.stages[-1]:
+        _submit_merge(run, plan, sub, previous, python, folder, dry_run, echo)
     return sub
+
+
+def _submit_merge(run: RunDir, plan: Plan, sub: Submission, last: list[Chunk], python: str, folder: Path,
+                  dry_run: bool, echo) -> None:
+    dependency = ":".join(c.job_id or f"<job id of {plan.stages[-1]} chunk {n}>" for n, c in enumerate(last))
+    script = render_merge_script(run, resources_for(plan.config, "merge"), python, plan.config.slurm.setup,
+                                 dependency, sub.id)
+    if dry_run:
+        echo("# --- merge: the final table after the last stage ---")
+        echo(scrub(script))
+        return
+    run.log_dir("merge").mkdir(parents=True, exist_ok=True)
+    path = folder / "merge.sbatch"
+    atomic_write_text(path, script)
+    sub.merge_job_id = sbatch(path)
+    atomic_write_json(folder / "submission.json", sub.to_json())
