@@ -9,7 +9,6 @@ back-off when the scheduler does not answer; without accounting it says so once 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from .executors.slurm import load_submissions
 from .rundir import RunDir, last_error_line

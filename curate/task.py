@@ -23,7 +23,7 @@ from typing import Callable
 from . import markers
 from .errors import CurateError, UpstreamNotDone
 from .plan import Plan, load_plan
-from .rundir import RunDir, atomic_write_parquet, read_json
+from .rundir import RunDir, atomic_write_parquet
 
 
 class Outcome(str, enum.Enum):

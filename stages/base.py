@@ -61,6 +61,27 @@ class Stage:
         return []
 
 
+def target_clips(rows, config, stage: str, only_kept: bool) -> list[dict]:
+    """The clip rows a stage works on: status ok, and with only_kept, passing every threshold of
+    the enabled stages before it (the same checks export applies)."""
+    import polars as pl
+
+    from curate.decisions import failing_reasons, run_checks
+
+    wanted = (pl.col("status") == "ok") & pl.col("clip_id").is_not_null()
+    if only_kept:
+        wanted = wanted & (failing_reasons(run_checks(config, until=stage), rows.columns).list.len() == 0)
+    return rows.filter(wanted).to_dicts()
+
+
+def by_video(clips: list[dict]) -> dict[str, list[dict]]:
+    """Clips grouped by the file they come from, in first-seen order: one decode per video."""
+    groups: dict[str, list[dict]] = {}
+    for clip in clips:
+        groups.setdefault(clip["path"], []).append(clip)
+    return groups
+
+
 def earlier_decisions(config, stage: str) -> dict:
     """Every setting (thresholds included) of the enabled stages before `stage`: for stages that
     work only on the clips those thresholds keep."""

@@ -25,7 +25,7 @@ from curate.errors import CurateError
 from curate.hashing import stable_hash
 from curate.sections import Runtime, StageSection
 
-from .base import Stage, earlier_decisions
+from .base import Stage, by_video, earlier_decisions, target_clips
 from .decode import FrameNeed, scan_clips
 
 FLUSH_EVERY = 4  # answers between fsyncs of the side file
@@ -74,6 +74,21 @@ class CaptionConfig(StageSection):
             "temperature", "extra_body", "url", "file_field", "response_field", "extra_fields")})[:10]
 
 
+def read_answers(path: Path) -> list[dict]:
+    """The answers recorded in one side file; a line a kill cut short is left out (that clip is asked again)."""
+    answers = []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return answers
+    for line in lines:
+        try:
+            answers.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return answers
+
+
 class AnswerStore:
     """The side file of one task: one JSON line per answered clip, appended as answers arrive."""
 
@@ -86,16 +101,7 @@ class AnswerStore:
         self.handle = None
 
     def load(self) -> dict[str, dict]:
-        try:
-            lines = self.path.read_text().splitlines()
-        except FileNotFoundError:
-            lines = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the line a kill cut short: that clip is asked again
-            self.answers[record["clip_id"]] = record
+        self.answers.update({record["clip_id"]: record for record in read_answers(self.path)})
         return self.answers
 
     def add(self, record: dict) -> None:
@@ -129,16 +135,8 @@ class AnswerStore:
 
 def run_cost(stage_dir: Path, exclude: Path | None = None) -> float:
     """Cost reported so far by every task of the run (all side files), this task's left out."""
-    total = 0.0
-    for path in stage_dir.glob(ANSWERS_GLOB):
-        if path == exclude:
-            continue
-        for line in path.read_text().splitlines():
-            try:
-                total += json.loads(line).get("cost_usd") or 0.0
-            except json.JSONDecodeError:
-                continue
-    return total
+    return sum(answer.get("cost_usd") or 0.0 for path in stage_dir.glob(ANSWERS_GLOB) if path != exclude
+               for answer in read_answers(path))
 
 
 class FrameGrabber:
@@ -181,11 +179,7 @@ class CaptionStage(Stage):
             except (ValueError, KeyError, OSError):
                 continue
         for path in folder.glob(f"part-*.answers.{key}.jsonl"):
-            for line in path.read_text().splitlines():
-                try:
-                    answer = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+            for answer in read_answers(path):
                 doc["answered"] += 1
                 doc["captions" if answer.get("caption") else "errors"] += 1
                 doc["tokens_in"] += answer.get("tokens_in") or 0
@@ -212,23 +206,16 @@ class CaptionStage(Stage):
         return part.with_name(f"{part.stem}.answers.{self.cfg.answers_key()}.jsonl")
 
     def run(self, rows):
-        import polars as pl
-
-        from curate.decisions import failing_reasons, run_checks
         from curate.rundir import atomic_write_json
 
-        from .schema import dtypes
+        from .schema import frame
 
-        wanted = (pl.col("status") == "ok") & pl.col("clip_id").is_not_null()
-        if self.cfg.only_kept:
-            wanted = wanted & (failing_reasons(run_checks(self.ctx.plan.config, until=self.name),
-                                               rows.columns).list.len() == 0)
-        targets = rows.filter(wanted).to_dicts()
-        store = AnswerStore(self.answers_path())
+        targets = target_clips(rows, self.ctx.plan.config, self.name, self.cfg.only_kept)
+        path = self.answers_path()
+        store = AnswerStore(path)
         answered = store.load()
         todo = [c for c in targets if c["clip_id"] not in answered]
-        atomic_write_json(self.answers_path().with_name(self.answers_path().stem + ".total.json"),
-                          {"total": len(targets)})
+        atomic_write_json(path.with_name(path.stem + ".total.json"), {"total": len(targets)})
         self.ctx.log(f"caption[{self.ctx.index}] {len(targets)} clips, {len(targets) - len(todo)} answered before, "
                      f"{len(todo)} to send")
         try:
@@ -243,11 +230,9 @@ class CaptionStage(Stage):
             if answer is not None:  # record keys are the column names without the caption_ prefix
                 row.update({column: answer.get(column.removeprefix("caption_")) for column in COLUMNS})
             out.append(row)
-        schema = {**dict(rows.schema), **dtypes(COLUMNS)}
-        return pl.DataFrame([{k: r.get(k) for k in schema} for r in out], schema=schema)
+        return frame(out, {**dict(rows.schema), **COLUMNS})
 
     def _caption(self, clips: list[dict], store: AnswerStore) -> None:
-        from collections import defaultdict
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         from .caption_client import CaptionClient, Systemic, Transient
@@ -256,9 +241,7 @@ class CaptionStage(Stage):
             return
         cfg = self.cfg
         spent_elsewhere = run_cost(store.path.parent, exclude=store.path)
-        by_video: dict[str, list[dict]] = defaultdict(list)
-        for clip in clips:
-            by_video[clip["path"]].append(clip)
+        videos = by_video(clips)
         client = CaptionClient(cfg, self.api_key)
         grabber = FrameGrabber(cfg)
         inflight: dict = {}
@@ -286,8 +269,8 @@ class CaptionStage(Stage):
 
         pool = ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="curate-caption")
         try:
-            for n, (path, video_clips) in enumerate(by_video.items(), 1):
-                self.ctx.log(f"caption[{self.ctx.index}] {n}/{len(by_video)} {video_clips[0]['relpath']}: "
+            for n, (path, video_clips) in enumerate(videos.items(), 1):
+                self.ctx.log(f"caption[{self.ctx.index}] {n}/{len(videos)} {video_clips[0]['relpath']}: "
                              f"{len(video_clips)} clips")
                 try:
                     for scan in scan_clips(path, video_clips, [grabber]):

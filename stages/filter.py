@@ -9,14 +9,12 @@ which check spared the work.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from curate.sections import Decision, StageSection, subsections
 
 from .analyzers import all_columns, analyzer_classes, build_analyzers
-from .base import Stage
+from .base import Stage, by_video
 from .decode import scan_clips
-from .schema import dtypes
+from .schema import frame
 
 EXPENSIVE_COST = 10
 
@@ -64,24 +62,17 @@ class FilterStage(Stage):
             analyzer.check()
 
     def run(self, rows):
-        import polars as pl
-
-        by_video: dict[str, list[dict]] = defaultdict(list)
-        passthrough = []
+        passthrough, clips_ok = [], []
         for row in rows.iter_rows(named=True):
-            if row["status"] == "ok" and row["clip_id"]:
-                by_video[row["path"]].append(row)
-            else:
-                passthrough.append(row)
+            (clips_ok if row["status"] == "ok" and row["clip_id"] else passthrough).append(row)
+        videos = by_video(clips_ok)
         results: dict[str, dict] = {}
-        for n, (path, clips) in enumerate(by_video.items(), 1):
-            self.ctx.log(f"filter[{self.ctx.index}] {n}/{len(by_video)} {clips[0]['relpath']}: {len(clips)} clips")
+        for n, (path, clips) in enumerate(videos.items(), 1):
+            self.ctx.log(f"filter[{self.ctx.index}] {n}/{len(videos)} {clips[0]['relpath']}: {len(clips)} clips")
             results.update(self._video(path, clips))
-        out = [{**row, **results.get(row["clip_id"], {})} for clips in by_video.values() for row in clips]
-        schema = {**dict(rows.schema), **dtypes(all_columns()), "skipped_by": pl.Utf8}
-        frame = pl.DataFrame([{k: r.get(k) for k in schema} for r in passthrough + out], schema=schema)
+        out = [{**row, **results.get(row["clip_id"], {})} for clips in videos.values() for row in clips]
         self.ctx.stats["clips_scored"] = len(results)
-        return frame
+        return frame(passthrough + out, {**dict(rows.schema), **all_columns(), "skipped_by": "Utf8"})
 
     def _video(self, path: str, clips: list[dict]) -> dict[str, dict]:
         from curate.decisions import first_failure

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from curate.sections import Runtime, StageSection, subsections
 
-from .base import Stage, earlier_decisions
+from .base import Stage, by_video, earlier_decisions, target_clips
 from .decode import scan_clips
 from .scorers import build_scorers, scorer_classes
 from .scorers.classifier import ClassifierConfig
@@ -87,30 +87,19 @@ class ScoreStage(Stage):
             scorer.check()
 
     def run(self, rows):
-        import polars as pl
+        from .schema import frame
 
-        from curate.decisions import failing_reasons, run_checks
-
-        from .schema import dtypes
-
-        wanted = (pl.col("status") == "ok") & pl.col("clip_id").is_not_null()
-        if self.cfg.only_kept:
-            earlier = run_checks(self.ctx.plan.config, until=self.name)
-            wanted = wanted & (failing_reasons(earlier, rows.columns).list.len() == 0)
-        targets = rows.filter(wanted).to_dicts() if self.scorers else []
+        targets = target_clips(rows, self.ctx.plan.config, self.name, self.cfg.only_kept) if self.scorers else []
         results = self._score(targets)
         columns = {}
         for scorer in self.scorers:
             columns.update(scorer.columns)
-        schema = {**dict(rows.schema), **dtypes(columns)}
         out = [{**row, **results.get(row.get("clip_id"), {})} for row in rows.to_dicts()]
         self.ctx.stats["clips_scored"] = sum(1 for r in results.values() if r.get("status") != "failed")
-        return pl.DataFrame([{k: r.get(k) for k in schema} for r in out], schema=schema)
+        return frame(out, {**dict(rows.schema), **columns})
 
     def _score(self, clips: list[dict]) -> dict[str, dict]:
-        by_video: dict[str, list[dict]] = defaultdict(list)
-        for clip in clips:
-            by_video[clip["path"]].append(clip)
+        videos = by_video(clips)
         results: dict[str, dict] = defaultdict(dict)
         if not clips:
             return results
@@ -128,8 +117,8 @@ class ScoreStage(Stage):
 
         def produce() -> None:
             try:
-                for n, (path, video_clips) in enumerate(by_video.items(), 1):
-                    self.ctx.log(f"score[{self.ctx.index}] {n}/{len(by_video)} {video_clips[0]['relpath']}: "
+                for n, (path, video_clips) in enumerate(videos.items(), 1):
+                    self.ctx.log(f"score[{self.ctx.index}] {n}/{len(videos)} {video_clips[0]['relpath']}: "
                                  f"{len(video_clips)} clips")
                     sent: set[str] = set()
                     started = time.perf_counter()

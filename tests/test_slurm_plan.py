@@ -1,6 +1,5 @@
 """Slurm submission planning that needs no cluster: array specs, chunking, resources, scripts, --dry-run."""
 
-import json
 import re
 
 import pytest
