@@ -11,7 +11,7 @@ frame's own timestamp, so variable frame rate is handled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Protocol
 
 GAP_SEEK_S = 4.0  # between wanted ranges further apart than this we seek instead of decoding through
@@ -28,6 +28,20 @@ class FrameNeed:
     pairs: bool = False  # each sampled frame comes with the one right after it (optical flow)
     width: int | None = None  # exact size instead of short_side (e.g. TransNetV2's 48x27)
     height: int | None = None
+    max_samples: int | None = None  # a clip that would get more samples gets this many, spread evenly
+    burst_s: float = 0.0  # with max_samples on an every-n-th need: a long clip is read in bursts this long
+
+    def for_clip(self, clip: dict) -> "FrameNeed":
+        """This need as applied to one clip: past `max_samples`, N samples spread over the clip, so a
+        ten-minute whole video costs N samples (or N bursts for a need that wants consecutive frames)."""
+        if not self.max_samples or clip.get("end_s") is None:
+            return self
+        duration = float(clip["end_s"]) - float(clip.get("start_s") or 0.0)
+        if self.per_second and duration * self.per_second > self.max_samples:
+            return replace(self, per_second=None, count=self.max_samples, max_samples=None)
+        if not sparse(self) and self.burst_s and duration > self.max_samples * self.burst_s:
+            return replace(self, count=self.max_samples, max_samples=None)
+        return self
 
 
 class FrameConsumer(Protocol):
@@ -188,13 +202,14 @@ class Sampler:
     """Decides, frame by frame, whether a FrameNeed wants this frame (or is owed its pair)."""
 
     def __init__(self, need: FrameNeed):
-        self.need = need
-        self.count, self.next_time, self.want_next = 0, None, False
+        self.need = self.base = need
+        self.count, self.next_time, self.want_next, self.burst_until = 0, None, False, None
         self.targets: list[float] = []
 
     def reset(self, clip: dict) -> None:
         """Start a clip: sampling restarts at its first frame."""
-        self.count, self.next_time, self.want_next = 0, None, False
+        self.need = self.base.for_clip(clip)
+        self.count, self.next_time, self.want_next, self.burst_until = 0, None, False, None
         self.targets = []
         if self.need.count:
             start = float(clip.get("start_s") or 0.0)
@@ -211,6 +226,11 @@ class Sampler:
             self.want_next = False
             return True
         need = self.need
+        if self.burst_until is not None:  # inside a burst: every n-th frame until it ends
+            if frame.time < self.burst_until - EPS:
+                self.count += 1
+                return self.count % need.every == 0
+            self.burst_until = None
         if need.count:
             hit = bool(self.targets) and frame.time >= self.targets[-1] - EPS
             while self.targets and frame.time >= self.targets[-1] - EPS:
@@ -226,6 +246,8 @@ class Sampler:
         self.count += 1
         if hit and need.pairs:
             self.want_next = True
+        if hit and need.count and need.burst_s:
+            self.burst_until, self.count = frame.time + need.burst_s, 0
         return hit
 
 
@@ -252,8 +274,9 @@ def sample_windows(clips: list[dict], needs: list[FrameNeed]) -> list[tuple[floa
     windows = []
     for clip in clips:
         end = float(clip["end_s"])
-        for need in needs:
-            windows += [(t, min(end, t + SAMPLE_WINDOW_S)) for t in sample_times(clip, need)]
+        for need in (n.for_clip(clip) for n in needs):
+            length = max(SAMPLE_WINDOW_S, need.burst_s if need.count else 0.0)
+            windows += [(t, min(end, t + length)) for t in sample_times(clip, need)]
     return windows
 
 
@@ -276,10 +299,16 @@ def scan_clips(path: str, clips: list[dict], consumers: list[FrameConsumer], thr
     clips not yet returned are the ones they cost.
     """
     order = sorted(clips, key=lambda c: c.get("start_s") or 0.0)
-    open_ended = any(c.get("end_s") is None for c in order)
-    ranges = None if open_ended else [(float(c.get("start_s") or 0.0), float(c["end_s"])) for c in order]
-    if ranges and consumers and all(sparse(c.need) for c in consumers):
-        ranges = sample_windows(order, [c.need for c in consumers])  # decode only around the samples
+    if not order:
+        return
+    ranges = None
+    if all(c.get("end_s") is not None for c in order):
+        ranges = []
+        for clip in order:  # a clip every need samples by time is decoded only around its samples
+            if consumers and all(sparse(c.need.for_clip(clip)) for c in consumers):
+                ranges += sample_windows([clip], [c.need for c in consumers])
+            else:
+                ranges.append((float(clip.get("start_s") or 0.0), float(clip["end_s"])))
     samplers = [Sampler(c.need) for c in consumers]
     pairs = list(zip(consumers, samplers))
 

@@ -154,18 +154,43 @@ def test_secrets_never_reach_the_run_directory_or_logs(tmp_path, workdir):
     assert SECRET not in proc.stdout + proc.stderr + dry.stdout + dry.stderr
 
 
-def test_a_long_clip_sampled_by_time_costs_its_samples(tmp_path):
-    """Ten minutes of video, one frame every 20 s: the decode loop seeks from sample to sample."""
+@pytest.fixture(scope="module")
+def ten_minutes(tmp_path_factory):
+    """Ten minutes of moving pattern at 25 fps, keyframe every 2 s, with a white flash at 31.00-31.07 s."""
     from conftest import ffmpeg
 
-    long = tmp_path / "long.mp4"
+    long = tmp_path_factory.mktemp("long") / "long.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x54:rate=25:duration=600", "-g", "50", "-pix_fmt", "yuv420p",
-           "-preset", "ultrafast", str(long))
+           "-vf", "drawbox=c=white:t=fill:enable='between(t,31,31.07)'", "-preset", "ultrafast", str(long))
+    return str(long)
+
+
+def test_a_long_clip_sampled_by_time_costs_its_samples(ten_minutes):
+    """One frame every 20 s: the decode loop seeks from sample to sample."""
     sampled, dense = Recorder(FrameNeed(per_second=0.05)), Recorder(FrameNeed(every=500))
     clip = [{"clip_id": "all", "start_s": 0.0, "end_s": 600.0}]
-    (scan,) = scan_clips(str(long), clip, [sampled])
+    (scan,) = scan_clips(ten_minutes, clip, [sampled])
     sampled_times = sampled.end()
     assert sampled_times == [20.0 * i for i in range(30)]  # the same frames a full decode samples
     assert scan.frames <= 30 * 13  # frames kept: the half-second window after each sample
-    (full,) = scan_clips(str(long), clip, [dense])
+    (full,) = scan_clips(ten_minutes, clip, [dense])
     assert full.frames == 15000 and dense.end() == sampled_times
+
+
+def test_a_whole_video_costs_the_default_analyzers_their_samples_not_a_full_decode(ten_minutes):
+    from curate.config import Config
+    from stages.analyzers import build_analyzers
+
+    analyzers = [a for a in build_analyzers(Config().filter) if a.name in ("flash", "motion")]
+    bursts = Recorder(analyzers[0].need)
+    whole = {"clip_id": "all", "start_s": 0.0, "end_s": 600.0}
+    (scan,) = scan_clips(ten_minutes, [whole], analyzers + [bursts])
+    flash, motion = (a.end() for a in analyzers)
+    # 30 bursts of 2 s (flash) hold motion's 30 pairs: a tenth of the video is decoded
+    assert scan.frames <= 30 * 2 * 25 + 30 and len(bursts.end()) == 30 * 50
+    assert motion["motion_pairs"] == 30 and motion["motion_px"] > 0.05
+    assert flash["flash_events"] == 1  # the flash at 31 s lies in the burst at 30-32 s, and no gap reads as one
+    # a clip short enough is still read in full, every frame
+    short = Recorder(analyzers[0].need)
+    (scan,) = scan_clips(ten_minutes, [{"clip_id": "s", "start_s": 100.0, "end_s": 150.0}], [short])
+    assert scan.frames == len(short.end()) == 1250

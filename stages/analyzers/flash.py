@@ -15,6 +15,9 @@ class FlashConfig(Section):
     sample_stride: int = Field(default=1, ge=1)
     brightness_delta: float = Field(default=40.0, gt=0)
     return_frames: int = Field(default=4, ge=1)
+    # A clip longer than max_bursts x burst_s (a whole video) is read in that many bursts, not in full.
+    max_bursts: int = Field(default=30, ge=1)
+    burst_s: float = Field(default=2.0, gt=0)
     max_flash_ratio: float = Decision(0.02, ge=0, le=1)
     record_only: bool = Decision(False)
 
@@ -37,6 +40,14 @@ def flash_frames(luma, delta: float, return_frames: int) -> tuple[int, int]:
     return sum(flagged), events
 
 
+def runs(times: list[float]) -> list[tuple[int, int]]:
+    """Index ranges of consecutive frames: a gap of more than 4 median frame steps starts a new run."""
+    steps = sorted(b - a for a, b in zip(times, times[1:]))
+    gap = 4 * steps[len(steps) // 2] if steps else 0.0
+    cuts = [i for i in range(1, len(times)) if times[i] - times[i - 1] > gap]
+    return list(zip([0] + cuts, cuts + [len(times)]))
+
+
 class FlashAnalyzer(Analyzer):
     name = "flash"
     cost = 1
@@ -45,19 +56,25 @@ class FlashAnalyzer(Analyzer):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.need = FrameNeed(short_side=64, color="gray", every=cfg.sample_stride)
+        self.need = FrameNeed(short_side=64, color="gray", every=cfg.sample_stride,
+                              max_samples=cfg.max_bursts, burst_s=cfg.burst_s)
 
     def begin(self, clip):
         self.luma: list[float] = []
+        self.times: list[float] = []
 
     def feed(self, frame):
         self.luma.append(float(frame.image(self.need).mean()))
+        self.times.append(frame.time)
 
     def end(self):
         if len(self.luma) < 2:
             return {"flash_ratio": 0.0, "flash_events": 0}
-        count, events = flash_frames(self.luma, self.cfg.brightness_delta,
-                                     max(1, self.cfg.return_frames // self.cfg.sample_stride))
+        count = events = 0
+        for start, stop in runs(self.times):  # bursts of a long clip are checked one by one, never across a gap
+            found = flash_frames(self.luma[start:stop], self.cfg.brightness_delta,
+                                 max(1, self.cfg.return_frames // self.cfg.sample_stride))
+            count, events = count + found[0], events + found[1]
         return {"flash_ratio": round(count / len(self.luma), 4), "flash_events": events}
 
     def checks(self):

@@ -18,6 +18,7 @@ REFERENCE_SHORT_SIDE = 360  # motion_px is pixels per frame as if the clip were 
 class MotionConfig(Section):
     enabled: bool = True
     pairs_per_s: float = Field(default=2.0, gt=0)
+    max_pairs: int = Field(default=30, ge=1)  # a longer clip (a whole video) gets this many, spread evenly
     size: int = Field(default=160, ge=16)
     method: Literal["dis", "farneback"] = "dis"
     min_score: float = Decision(0.0005, ge=0)
@@ -33,7 +34,8 @@ class MotionAnalyzer(Analyzer):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.need = FrameNeed(short_side=cfg.size, color="gray", per_second=cfg.pairs_per_s, pairs=True)
+        self.need = FrameNeed(short_side=cfg.size, color="gray", per_second=cfg.pairs_per_s, pairs=True,
+                              max_samples=cfg.max_pairs)
         self._flow = None
 
     def flow(self):

@@ -16,6 +16,7 @@ EXPOSED = {"FEMALE_GENITALIA_EXPOSED", "FEMALE_BREAST_EXPOSED", "MALE_GENITALIA_
 class NsfwConfig(Section):
     enabled: bool = True
     sample_every_s: float = Field(default=2.0, gt=0)
+    max_samples: int = Field(default=30, ge=1)  # a longer clip (a whole video) gets this many, spread evenly
     device: Device = "cpu"
     threshold: float = Decision(0.8, ge=0, le=1)
     record_only: bool = Decision(False)
@@ -34,7 +35,8 @@ class NsfwAnalyzer(ModelAnalyzer):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.need = FrameNeed(short_side=320, color="bgr", per_second=1.0 / cfg.sample_every_s)
+        self.need = FrameNeed(short_side=320, color="bgr", per_second=1.0 / cfg.sample_every_s,
+                              max_samples=cfg.max_samples)
 
     def load(self, device):
         try:

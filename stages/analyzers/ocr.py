@@ -14,6 +14,7 @@ from ..models import ModelAnalyzer, missing_package, onnx_providers
 class OcrConfig(Section):
     enabled: bool = True
     sample_every_s: float = Field(default=2.0, gt=0)
+    max_samples: int = Field(default=30, ge=1)  # a longer clip (a whole video) gets this many, spread evenly
     size: int = Field(default=360, ge=32)
     recognize: bool = True
     lang: str = "ch"
@@ -43,7 +44,8 @@ class OcrAnalyzer(ModelAnalyzer):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.need = FrameNeed(short_side=cfg.size, color="bgr", per_second=1.0 / cfg.sample_every_s)
+        self.need = FrameNeed(short_side=cfg.size, color="bgr", per_second=1.0 / cfg.sample_every_s,
+                              max_samples=cfg.max_samples)
 
     def model_key(self):
         return ("rapidocr", self.cfg.device, self.cfg.size)
