@@ -50,14 +50,14 @@ def _prepare(workdir: Optional[Path], config: Optional[Path], input_dir: Optiona
     elif input_dir is None and not cfg.input.has_source() and run.run_yaml.is_file():
         cfg.input = load_plan(run).config.input  # a new config for an existing run keeps its input
     if input_dir is not None:
-        cfg.input.shards, cfg.input.shards_file = [], None
+        cfg.input.shards, cfg.input.shards_file, cfg.input.hf_repo, cfg.input.pattern = [], None, None, None
         cfg.input.dir = str(input_dir.expanduser().resolve())
     if parts is not None:
         cfg.input.parts = parts
     if part_size is not None:
         cfg.input.part_size = part_size
     if not cfg.input.has_source():
-        raise CurateError("no input given: pass --input-dir DIR or set input.dir / input.shards in the config")
+        raise CurateError("no input given: pass --input-dir DIR or set input.dir, input.hf_repo or input.shards in the config")
     cfg.workdir = str(run.root)
     run.root.mkdir(parents=True, exist_ok=True)
     info = write_manifest(run, cfg.input, rebuild=rebuild)
@@ -536,6 +536,44 @@ def reason_counts(table) -> dict[str, int]:
     keys = dropped.select(pl.concat_str([pl.col("status"), pl.col("reason").fill_null("").str.extract(
         r"^([a-z_ ]+?)(?::|$)", 1).fill_null("")], separator=": ").str.strip_chars(": ").alias("why"))
     return {r["why"]: r["len"] for r in keys.group_by("why").len().sort("len", descending=True).to_dicts()}
+
+
+@app.command()
+def shards(
+    repo: str = typer.Option(..., "--repo", "-r", help="Hugging Face dataset id, e.g. org/videos."),
+    pattern: Optional[str] = typer.Option(None, "--pattern", "-p", help="Glob on the file path, e.g. '*.tar'."),
+    revision: str = typer.Option("main", "--revision", help="Branch, tag or commit."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Write the list here, one path per line (input.shards_file)."),
+    as_json: bool = JsonOpt,
+):
+    """List a Hugging Face dataset's files with their sizes (uses HF_TOKEN, HF_ENDPOINT)."""
+    from .hub import list_files
+    from .rundir import atomic_write_text
+
+    files = list_files(repo, revision, pattern=pattern)
+    if not files:
+        raise CurateError(f"dataset {repo}@{revision} has no files" + (f" matching {pattern!r}" if pattern else ""))
+    total = sum(f.size for f in files)
+    if output is not None:
+        lines = [f"# curate shards --repo {repo} --revision {revision}" + (f" --pattern '{pattern}'" if pattern else ""),
+                 f"# {len(files)} files, {total:,} bytes; use as input.shards_file with input.hf_repo: {repo}"]
+        atomic_write_text(output, "\n".join(lines + [f"{f.path}  # {f.size} bytes" for f in files]) + "\n")
+    if as_json:
+        print(json.dumps({"repo": repo, "revision": revision, "files": [{"path": f.path, "size": f.size}
+                                                                        for f in files], "bytes": total,
+                          "output": str(output) if output else None}))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{repo}@{revision}: {len(files)} files, {total / 1e9:.2f} GB")
+    table.add_column("path", overflow="fold")
+    table.add_column("bytes", justify="right")
+    for f in files:
+        table.add_row(f.path, f"{f.size:,}")
+    _console().print(table)
+    if output is not None:
+        _console().print(f"wrote {output}: set input.hf_repo: {repo} and input.shards_file: {output}")
 
 
 @app.command()

@@ -20,6 +20,11 @@ from .sections import Section, StageSection, parse_bytes, subsections
 
 class InputConfig(Section):
     dir: str | None = None
+    # A Hugging Face dataset: its files matching `pattern`, or those listed in shards / shards_file
+    # (paths inside the repo), are the units; each task downloads its own.
+    hf_repo: str | None = None
+    revision: str = "main"
+    pattern: str | None = None
     shards: list[str] = Field(default_factory=list)
     shards_file: str | None = None
     extensions: list[str] = Field(
@@ -39,12 +44,20 @@ class InputConfig(Section):
     def _one_source(self) -> "InputConfig":
         given = [name for name, v in (("dir", self.dir), ("shards", self.shards),
                                       ("shards_file", self.shards_file)) if v]
-        if len(given) > 1:
+        if self.hf_repo:
+            if self.dir:
+                raise ValueError("give input.dir or input.hf_repo, not both")
+            if self.pattern and len(given) or len(given) > 1:
+                raise ValueError("with input.hf_repo, pick its files with one of input.pattern, input.shards, "
+                                 "input.shards_file")
+        elif self.pattern:
+            raise ValueError("input.pattern selects files of input.hf_repo; set input.hf_repo too")
+        elif len(given) > 1:
             raise ValueError(f"give exactly one of input.dir, input.shards, input.shards_file (got {', '.join(given)})")
         return self
 
     def has_source(self) -> bool:
-        return bool(self.dir or self.shards or self.shards_file)
+        return bool(self.dir or self.shards or self.shards_file or self.hf_repo)
 
 
 class ClipsConfig(Section):

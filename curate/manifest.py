@@ -23,7 +23,7 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 @dataclass(frozen=True)
 class Unit:
     video_id: str
-    kind: str  # "file" or "archive"
+    kind: str  # file | archive (local) or hf_file | hf_archive (a path in input.hf_repo)
     source: str  # absolute path of the file or shard
     relpath: str
     bytes: int
@@ -53,14 +53,34 @@ def scan_dir(root: Path, extensions: list[str]) -> list[Unit]:
 
 
 def read_shard_list(cfg: InputConfig) -> list[str]:
+    """input.shards plus the lines of input.shards_file (`#` starts a comment, as `curate shards` writes)."""
     shards = list(cfg.shards)
     if cfg.shards_file:
         listing = Path(cfg.shards_file)
         if not listing.is_file():
             raise CurateError(f"input.shards_file {listing} does not exist")
-        shards += [ln.strip() for ln in listing.read_text().splitlines()
+        shards += [ln.split(" #")[0].strip() for ln in listing.read_text().splitlines()
                    if ln.strip() and not ln.lstrip().startswith("#")]
     return shards
+
+
+def hub_units(cfg: InputConfig) -> list[Unit]:
+    """The dataset's archives and videos (the pattern's or the listed ones), with their sizes."""
+    from .hub import list_files
+
+    listed = read_shard_list(cfg)
+    files = list_files(cfg.hf_repo, cfg.revision, pattern=cfg.pattern, paths=listed or None)
+    units = []
+    for f in files:
+        kind = "hf_archive" if is_archive(f.path) else "hf_file" if f.path.lower().endswith(
+            tuple(cfg.extensions)) else None
+        if kind is None:
+            if listed:
+                raise CurateError(f"{f.path} in {cfg.hf_repo} is neither an archive (.tar, .tar.gz, .tgz, .zip) "
+                                  f"nor a video ({', '.join(cfg.extensions)})")
+            continue  # a pattern such as * also matches README.md
+        units.append(Unit(stable_id(f"{cfg.hf_repo}@{cfg.revision}/{f.path}"), kind, f.path, f.path, f.size))
+    return units
 
 
 def shard_units(shards: list[str]) -> list[Unit]:
@@ -89,6 +109,13 @@ def balance_by_bytes(units: list[Unit], num_parts: int) -> list[list[Unit]]:
 
 
 def plan_parts(cfg: InputConfig) -> list[list[Unit]]:
+    if cfg.hf_repo:
+        units = hub_units(cfg)
+        if not units:
+            raise CurateError(f"dataset {cfg.hf_repo}@{cfg.revision} has no archives or videos"
+                              + (f" matching {cfg.pattern!r}" if cfg.pattern else ""))
+        per = math.ceil(len(units) / cfg.parts) if cfg.parts else cfg.shards_per_part
+        return [units[i:i + per] for i in range(0, len(units), per)]
     if cfg.dir:
         units = scan_dir(Path(cfg.dir).expanduser().resolve(), cfg.extensions)
         if not units:
@@ -98,7 +125,7 @@ def plan_parts(cfg: InputConfig) -> list[list[Unit]]:
         return balance_by_bytes(units, min(num, len(units)))
     shards = read_shard_list(cfg)
     if not shards:
-        raise CurateError("no input: set input.dir, input.shards or input.shards_file (or pass --input-dir)")
+        raise CurateError("no input: set input.dir, input.hf_repo, input.shards or input.shards_file (or pass --input-dir)")
     units = shard_units(shards)
     per = cfg.shards_per_part
     if cfg.parts:

@@ -117,6 +117,10 @@ class RunDir:
         """Where fetch extracts archive members for one index."""
         return self.root / "media" / part_name(index)
 
+    def downloads_dir(self, index: int) -> Path:
+        """Where fetch downloads one index's shards from the Hub (unless the HF cache has them)."""
+        return self.root / "downloads" / part_name(index)
+
     def clips_dir(self, index: int) -> Path:
         return self.root / "clips" / part_name(index)
 

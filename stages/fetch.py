@@ -1,7 +1,10 @@
 """fetch: turn the manifest units of one index into local video files, probed.
 
 A local file is used in place. An archive shard is extracted safely into the run directory.
-Every unit and every archive member ends as a row with a status and a reason.
+A unit of a Hugging Face dataset (input.hf_repo) is taken from the HF cache when it is there, else
+downloaded into the run directory (curate.hub: retried, resumed, size-checked); a downloaded archive
+is deleted once extracted unless `keep_downloads`. Every unit and every archive member ends as a row
+with a status and a reason.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import Field, field_validator
 
 from curate.hashing import stable_id
-from curate.sections import StageSection, parse_bytes
+from curate.sections import Runtime, StageSection, parse_bytes
 
 from .archive import CappedWriter, iter_members
 from .base import Stage
@@ -24,6 +27,7 @@ from .schema import VIDEO_SCHEMA, frame
 class FetchConfig(StageSection):
     max_archive_bytes: int = 50 * 1000**3
     max_archive_members: int = Field(default=100_000, ge=1)
+    keep_downloads: bool = Runtime(False)  # keep downloaded Hub archives after extraction (nothing later reads them)
 
     _norm_size = field_validator("max_archive_bytes", mode="before")(lambda cls, v: parse_bytes(v))
 
@@ -38,7 +42,9 @@ class FetchStage(Stage):
         extensions = tuple(self.ctx.plan.config.input.extensions)
         out: list[dict] = []
         for unit in rows.iter_rows(named=True):
-            if unit["kind"] == "archive":
+            if unit["kind"].startswith("hf_"):
+                out += self._hub(unit, extensions)
+            elif unit["kind"] == "archive":
                 out += self._archive(unit, extensions)
             else:
                 out.append(self._probed({"video_id": unit["video_id"], "source": unit["source"],
@@ -58,13 +64,39 @@ class FetchStage(Stage):
         row["status"], row["reason"] = ("failed", reason) if reason else ("ok", None)
         return row
 
+    def _hub(self, unit: dict, extensions: tuple[str, ...]) -> list[dict]:
+        from curate.errors import CurateError
+        from curate.hub import cached, download
+
+        source = self.ctx.plan.config.input
+        archive = unit["kind"] == "hf_archive"
+        unit = {**unit, "source": f"hf://datasets/{source.hf_repo}@{source.revision}/{unit['source']}"}
+        local = cached(source.hf_repo, source.revision, unit["relpath"])
+        downloaded = local is None
+        if downloaded:
+            # A video is media the later stages read: it goes where extracted members go.
+            dest = self.ctx.run.downloads_dir(self.ctx.index) if archive else self.ctx.run.media_dir(self.ctx.index)
+            self.ctx.log(f"fetch[{self.ctx.index}] downloading {unit['relpath']} ({unit['bytes'] or 0:,} bytes)")
+            try:
+                local = download(source.hf_repo, source.revision, unit["relpath"], dest, unit["bytes"])
+            except CurateError as exc:
+                return [{"video_id": unit["video_id"], "source": unit["source"], "relpath": unit["relpath"],
+                         "bytes": unit["bytes"], "status": "failed", "reason": str(exc)}]
+        if not archive:
+            return [self._probed({"video_id": unit["video_id"], "source": unit["source"],
+                                  "relpath": unit["relpath"], "path": str(local)})]
+        rows = self._archive({**unit, "path": str(local)}, extensions)
+        if downloaded and not self.cfg.keep_downloads:
+            local.unlink(missing_ok=True)
+        return rows
+
     def _archive(self, unit: dict, extensions: tuple[str, ...]) -> list[dict]:
         dest = self.ctx.run.media_dir(self.ctx.index)
         dest.mkdir(parents=True, exist_ok=True)
         writer = CappedWriter(self.cfg.max_archive_bytes)
         rows: list[dict] = []
         try:
-            for count, member in enumerate(iter_members(Path(unit["source"]))):
+            for count, member in enumerate(iter_members(Path(unit.get("path") or unit["source"]))):
                 base = {"video_id": stable_id(unit["video_id"], member.name),
                         "source": f"{unit['source']}::{member.name}",
                         "relpath": f"{unit['relpath']}::{member.name}", "bytes": member.size}

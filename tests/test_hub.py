@@ -1,0 +1,115 @@
+"""Hugging Face in and out through the real huggingface_hub client, against a real HTTP server on
+127.0.0.1 that speaks the Hub's endpoints (tests/fake_hub.py). Nothing talks to the internet."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import polars as pl
+import pytest
+
+from conftest import SAMPLES, curate, write_config
+from fake_hub import FakeHub
+
+FAST = """
+split: {kind: none, max_s: null}
+filter: {ocr: {enabled: false}, nsfw: {enabled: false}, motion: {enabled: false}}
+score: {enabled: false}
+"""
+
+
+def tar_of(*names: str, padding: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in names:
+            tar.add(SAMPLES / name, arcname=f"clips/{name}")
+        if padding:  # a non-video member: makes the shard big enough for the client to stream it in chunks
+            info = tarfile.TarInfo("clips/padding.bin")
+            info.size = padding
+            tar.addfile(info, io.BytesIO(b"\0" * padding))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def hub():
+    with FakeHub() as server:
+        server.add_dataset("org/videos", {
+            "README.md": b"# videos\n",
+            # 24 MB: the client writes in 10 MB chunks, so a drop halfway leaves a partial file to resume
+            "data/train-000.tar": tar_of("bikes.mp4", "carphone_pristine.mp4", padding=24_000_000),
+            "data/train-001.tar": tar_of("cuts_6shots.mp4"),
+            "raw/flash_3.mp4": (SAMPLES / "flash_3.mp4").read_bytes(),
+            **{f"extra/{i:03d}.txt": b"x" for i in range(60)},  # more than one listing page
+        })
+        yield server
+
+
+def hub_env(hub, tmp_path) -> dict:
+    return {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_TOKEN": "hf_test_token_not_real", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def test_shards_lists_a_paginated_repo_and_writes_a_shard_list(hub, tmp_path):
+    env = hub_env(hub, tmp_path)
+    listing = tmp_path / "shards.txt"
+    doc = json.loads(curate("shards", "--repo", "org/videos", "--pattern", "*.tar", "--output", listing, "--json",
+                            env=env).stdout)
+    assert [f["path"] for f in doc["files"]] == ["data/train-000.tar", "data/train-001.tar"]
+    assert doc["files"][0]["size"] == len(hub.repos["org/videos"].files["data/train-000.tar"])
+    everything = json.loads(curate("shards", "--repo", "org/videos", "--json", env=env).stdout)
+    assert len(everything["files"]) == 64 and hub.count("GET", "/tree/main") >= 3  # two pages of 50, twice
+    text = listing.read_text()
+    assert text.startswith("# curate shards --repo org/videos") and "data/train-001.tar  # " in text
+    missing = curate("shards", "--repo", "org/nothing", env=env, check=False)
+    assert missing.returncode != 0 and "org/nothing" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_fetch_downloads_each_index_own_shards_through_faults(hub, tmp_path):
+    env = hub_env(hub, tmp_path)
+    listing = tmp_path / "shards.txt"
+    curate("shards", "--repo", "org/videos", "--pattern", "data/*.tar", "--output", listing, env=env)
+    cfg = write_config(tmp_path / "c.yaml", FAST + f"input: {{hf_repo: org/videos, shards_file: {listing}}}\n")
+    # the first download answers 500, the next drops the connection halfway: both are survived
+    hub.faults["resolve"] = ["500", "drop"]
+    doc = json.loads(curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress", "--json", env=env).stdout)
+    assert doc["failed"] == {} and doc["clips_ok"] == 3
+    table = pl.read_parquet(doc["table"])
+    sources = sorted(table["source"].unique().to_list())
+    assert sources[0] == "hf://datasets/org/videos@main/data/train-000.tar::clips/bikes.mp4"
+    ranged = [r for m, p, r in hub.requests if m == "GET" and "/resolve/" in p and r]
+    assert ranged == ["bytes=10485760-"]  # the dropped download resumed after the 10 MB it had written
+    # downloaded archives are gone once extracted; the extracted members stay for the later stages
+    assert not list((tmp_path / "run" / "downloads").rglob("*.tar"))
+    assert len(list((tmp_path / "run" / "media").rglob("*.mp4"))) == 3
+
+
+def test_fetch_uses_the_hf_cache_and_plain_video_files(hub, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = hub_env(hub, tmp_path)
+    cached = subprocess.run(
+        [sys.executable, "-c", "from huggingface_hub import hf_hub_download; print(hf_hub_download("
+         "'org/videos', 'data/train-001.tar', repo_type='dataset'))"],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip()
+    before = hub.count("GET", "/resolve/main/data/train-001.tar")
+    cfg = write_config(tmp_path / "c.yaml", FAST + "input: {hf_repo: org/videos, "
+                                                   "shards: [data/train-001.tar, raw/flash_3.mp4]}\n")
+    doc = json.loads(curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress", "--json", env=env).stdout)
+    assert doc["failed"] == {} and doc["videos"] == 2
+    assert hub.count("GET", "/resolve/main/data/train-001.tar") == before  # read from the cache, not downloaded
+    assert os.path.exists(cached)  # and never deleted: the cache is the user's
+    table = pl.read_parquet(doc["table"])
+    raw = table.filter(pl.col("relpath") == "raw/flash_3.mp4")
+    assert raw["reason"][0].startswith("flash") and raw["path"][0].startswith(str(tmp_path / "run" / "media"))
+
+
+def test_a_missing_repo_file_stops_before_any_work(hub, tmp_path):
+    env = hub_env(hub, tmp_path)
+    cfg = write_config(tmp_path / "c.yaml", FAST + "input: {hf_repo: org/videos, shards: [data/nope.tar]}\n")
+    proc = curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress", env=env, check=False)
+    assert proc.returncode != 0 and "has no file data/nope.tar" in proc.stderr and "curate shards" in proc.stderr
+    assert not (tmp_path / "run" / "manifests").exists() or not list((tmp_path / "run" / "manifests").iterdir())
