@@ -18,6 +18,15 @@ app = typer.Typer(
     help="Turn raw video collections into training-ready clip datasets, on Slurm or one machine.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
+SkipUploadOpt = typer.Option(False, "--skip-upload", help="Leave the upload stage out of this run.")
+CalibrationOpt = typer.Option(False, "--calibration",
+                              help="Run fetch to score on just enough indices for --sample-size scored clips, then "
+                                   "write the calibration report (curate calibrate).")
+SampleSizeOpt = typer.Option(500, "--sample-size", help="Scored clips wanted for --calibration.")
+ThresholdsOpt = typer.Option(None, "--thresholds",
+                             help="YAML of [threshold] keys (config shape) to use instead of the run's; reruns nothing.")
+CALIBRATION_SKIPS = ("caption", "upload")  # calibration stops after score
+
 WorkdirOpt = typer.Option(..., "--workdir", "-w", envvar="CURATE_WORKDIR",
                           help="Run directory on the shared filesystem (all state lives here).")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see config.example.yaml).")
@@ -31,7 +40,8 @@ def _console(stderr: bool = False):
 
 
 def _prepare(workdir: Optional[Path], config: Optional[Path], input_dir: Optional[Path], rebuild: bool,
-             parts: Optional[int] = None, part_size: Optional[str] = None, config_obj=None):
+             parts: Optional[int] = None, part_size: Optional[str] = None, config_obj=None,
+             skip_stages: tuple[str, ...] = ()):
     """Load + validate config, build (or reuse) the manifest, freeze run.yaml. No stage work."""
     from .config import load_config
     from .manifest import write_manifest
@@ -56,6 +66,8 @@ def _prepare(workdir: Optional[Path], config: Optional[Path], input_dir: Optiona
         cfg.input.parts = parts
     if part_size is not None:
         cfg.input.part_size = part_size
+    for name in skip_stages:  # --skip-upload, --calibration: these stages are left out of this run's plan
+        cfg.stage_section(name).enabled = False
     if not cfg.input.has_source():
         raise CurateError("no input given: pass --input-dir DIR or set input.dir, input.hf_repo or input.shards in the config")
     cfg.workdir = str(run.root)
@@ -137,6 +149,9 @@ def local(
     rebuild_manifest: bool = typer.Option(False, help="Replace a different existing manifest."),
     fmt: str = typer.Option("parquet", "--format", help="Final table format: parquet or jsonl."),
     progress: bool = typer.Option(True, help="Show a live progress display."),
+    skip_upload: bool = SkipUploadOpt,
+    calibration: bool = CalibrationOpt,
+    sample_size: int = SampleSizeOpt,
     as_json: bool = JsonOpt,
 ):
     """Run every enabled stage over every index on this machine, then write the final table."""
@@ -145,7 +160,11 @@ def local(
 
     if fmt not in FORMATS:
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    run_dir, plan, info = _prepare(workdir, config, input_dir, rebuild_manifest, parts)
+    skipped = CALIBRATION_SKIPS if calibration else ("upload",) if skip_upload else ()
+    run_dir, plan, info = _prepare(workdir, config, input_dir, rebuild_manifest, parts, skip_stages=skipped)
+    if calibration:
+        return _local_calibration(run_dir, plan, workers or plan.config.local.workers, sample_size, progress,
+                                  as_json)
     n_workers = workers or plan.config.local.workers
     console = _console(stderr=True)
     if not as_json:
@@ -170,6 +189,29 @@ def local(
         _print_summary(doc)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _local_calibration(run_dir, plan, workers: int, sample_size: int, progress: bool, as_json: bool) -> None:
+    """Run indices in order, a batch at a time, until sample_size clips are scored; then report."""
+    from .calibrate import calibrate, calibration_indices, scored_clips
+    from .executors.local import LocalExecutor
+
+    everything = list(range(plan.num_parts))
+    done: list[int] = []
+    while len(done) < len(everything):
+        have = scored_clips(run_dir, plan, done)
+        if done and have >= sample_size:
+            break
+        batch = calibration_indices(run_dir, [i for i in everything if i not in done], sample_size - have)
+        with _local_progress(plan, enabled=progress and not as_json) as on_event:
+            result = LocalExecutor(run_dir, plan, workers, progress=on_event).execute(batch)
+        done += batch
+        if result.failed and not as_json:
+            for index, why in sorted(result.failed.items()):
+                _console(stderr=True).print(f"[red]index {index} failed[/] at {why}")
+    report = calibrate(run_dir, plan, sample_size=sample_size, console=None if as_json else _console())
+    if as_json:
+        print(json.dumps(report.summary()))
 
 
 class _local_progress:
@@ -372,14 +414,24 @@ def submit(
     parts: Optional[int] = typer.Option(None, help="Number of parts when building the manifest."),
     rebuild_manifest: bool = typer.Option(False, help="Replace a different existing manifest."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print every sbatch script and array spec; submit nothing."),
+    skip_upload: bool = SkipUploadOpt,
+    calibration: bool = CalibrationOpt,
+    sample_size: int = SampleSizeOpt,
     as_json: bool = JsonOpt,
 ):
     """Submit one Slurm array job per stage; index i of each stage waits for index i of the one before."""
     from .arrayspec import parse_spec
+    from .calibrate import calibration_indices
     from .executors.slurm import submit as slurm_submit
 
-    run_dir, plan, _ = _prepare(workdir, config, input_dir, rebuild_manifest, parts)
+    skipped = CALIBRATION_SKIPS if calibration else ("upload",) if skip_upload else ()
+    run_dir, plan, _ = _prepare(workdir, config, input_dir, rebuild_manifest, parts, skip_stages=skipped)
     indices, throttle = parse_spec(array) if array else (list(range(plan.num_parts)), None)
+    if calibration:
+        indices = calibration_indices(run_dir, indices, sample_size)
+        if not as_json:
+            _console(stderr=True).print(f"calibration: {len(indices)} indices for about {sample_size} scored clips; "
+                                        f"when they finish: curate calibrate -w {run_dir.root}")
     sub = slurm_submit(run_dir, plan, _stage_list(plan, stage), indices, throttle, dry_run=dry_run)
     _report_submission(sub, as_json, dry_run)
 
@@ -438,6 +490,7 @@ def export_cmd(
     copy_mode: str = typer.Option("link", "--copy-mode",
                                   help="With --output-dir: link (hard link, else symlink), copy, none (metadata "
                                        "only) or encode (the clips: settings)."),
+    thresholds: Optional[Path] = ThresholdsOpt,
     as_json: bool = JsonOpt,
 ):
     """Write the final table: a row per clip plus a row per video that gave no clip."""
@@ -449,6 +502,12 @@ def export_cmd(
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run_dir = RunDir.at(workdir)
     plan = load_plan(run_dir)
+    if thresholds is not None:
+        import dataclasses
+
+        from .thresholds import with_thresholds
+
+        plan = dataclasses.replace(plan, config=with_thresholds(plan.config, thresholds))
     with _clip_progress(enabled=not as_json) as on_clip:
         out, table, incomplete = export(run_dir, plan, fmt, output, progress=on_clip)
     doc = {"workdir": str(run_dir.root), "table": str(out), "incomplete_indices": incomplete, **summary(table)}
@@ -536,6 +595,39 @@ def reason_counts(table) -> dict[str, int]:
     keys = dropped.select(pl.concat_str([pl.col("status"), pl.col("reason").fill_null("").str.extract(
         r"^([a-z_ ]+?)(?::|$)", 1).fill_null("")], separator=": ").str.strip_chars(": ").alias("why"))
     return {r["why"]: r["len"] for r in keys.group_by("why").len().sort("len", descending=True).to_dicts()}
+
+
+@app.command()
+def calibrate(
+    workdir: Path = WorkdirOpt,
+    sample_size: Optional[int] = typer.Option(None, "--sample-size", help="Use a random sample of this many clips."),
+    quantiles: str = typer.Option("0.1,0.4,0.7,0.9", "--quantiles", help="Comma-separated quantiles to report."),
+    thresholds: Optional[Path] = ThresholdsOpt,
+    as_json: bool = JsonOpt,
+):
+    """Score quantiles, histograms with the thresholds, retention per check and an HTML report with
+    thumbnails of clips either side of each threshold (from what has finished so far)."""
+    from .calibrate import calibrate as run_calibration
+    from .plan import load_plan
+    from .rundir import RunDir
+
+    try:
+        wanted = tuple(float(q) for q in quantiles.split(","))
+    except ValueError:
+        raise CurateError(f"--quantiles {quantiles!r}: give numbers between 0 and 1, e.g. 0.1,0.5,0.9") from None
+    if not all(0 <= q <= 1 for q in wanted):
+        raise CurateError(f"--quantiles {quantiles!r}: every quantile is between 0 and 1")
+    run_dir = RunDir.at(workdir).require()
+    plan = load_plan(run_dir)
+    config = None
+    if thresholds is not None:
+        from .thresholds import with_thresholds
+
+        config = with_thresholds(plan.config, thresholds)
+    report = run_calibration(run_dir, plan, sample_size=sample_size, quantiles=wanted, config=config,
+                             console=None if as_json else _console())
+    if as_json:
+        print(json.dumps(report.summary()))
 
 
 @app.command()

@@ -18,6 +18,9 @@ class Check:
     columns: tuple[str, ...]  # stored columns it reads; a table without them skips the check
     fails: Any  # pl.Expr, true where the clip fails (null = not measured = passes)
     reason: Any  # pl.Expr, the reason text where it fails
+    limit: float | None = None  # the threshold on columns[0], for calibration plots (None: not one number)
+    key: str | None = None  # the config key that holds it
+    fails_when: str | None = None  # "above" or "below" the limit
 
 
 def _fmt(value: float) -> str:
@@ -30,7 +33,7 @@ def above(name: str, column: str, limit: float, key: str, digits: int = 3, label
 
     value = pl.col(column).round(digits).cast(pl.Utf8)
     text = pl.format(f"{name}: {label}{column} {{}} > {key} {_fmt(limit)}", value)
-    return Check(name, (column,), pl.col(column) > limit, text)
+    return Check(name, (column,), pl.col(column) > limit, text, limit, key, "above")
 
 
 def below(name: str, column: str, limit: float, key: str, digits: int = 3, label: str = "") -> Check:
@@ -39,7 +42,7 @@ def below(name: str, column: str, limit: float, key: str, digits: int = 3, label
 
     value = pl.col(column).round(digits).cast(pl.Utf8)
     text = pl.format(f"{name}: {label}{column} {{}} < {key} {_fmt(limit)}", value)
-    return Check(name, (column,), pl.col(column) < limit, text)
+    return Check(name, (column,), pl.col(column) < limit, text, limit, key, "below")
 
 
 def run_checks(config, until: str | None = None) -> list[Check]:

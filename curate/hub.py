@@ -24,6 +24,7 @@ class HubFile:
     path: str
     size: int
     sha256: str | None = None  # LFS files only
+    blob_id: str | None = None  # git object id (what the Hub lists for files not in LFS)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -64,7 +65,7 @@ def list_files(repo: str, revision: str = "main", pattern: str | None = None,
                                                               repo_type=REPO_TYPE)))
     except Exception as exc:
         raise explain(exc, f"listing dataset {repo}@{revision}") from None
-    files = [HubFile(e.path, int(e.size), e.lfs.sha256 if getattr(e, "lfs", None) else None)
+    files = [HubFile(e.path, int(e.size), e.lfs.sha256 if e.lfs else None, e.blob_id)
              for e in entries if isinstance(e, RepoFile)]
     if paths:
         found = {f.path: f for f in files}

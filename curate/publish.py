@@ -75,7 +75,7 @@ def _copy(src: Path, dest: Path) -> None:
         raise
 
 
-def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None):
+def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, write_metadata: bool = True):
     """Write the kept rows' files under out_dir; returns (table with output_path, report)."""
     import polars as pl
 
@@ -137,6 +137,7 @@ def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None):
                                "filesystem to the output's")
     table = table.with_columns(output_path=pl.Series([outputs.get(r.get("clip_id")) if r.get("keep") else None
                                                       for r in rows], dtype=pl.Utf8))
-    atomic_write_parquet(out_dir / "metadata.parquet", table)
-    atomic_write_bytes(out_dir / "metadata.jsonl", table.write_ndjson().encode())
+    if write_metadata:
+        atomic_write_parquet(out_dir / "metadata.parquet", table)
+        atomic_write_bytes(out_dir / "metadata.jsonl", table.write_ndjson().encode())
     return table, report

@@ -34,7 +34,7 @@ class StageSpec:
         return load_target(f"{self.module}:{self.config_class}")
 
 
-# Pipeline order. upload plugs in here with the same shape.
+# Pipeline order.
 STAGES: dict[str, StageSpec] = {s.name: s for s in (
     StageSpec("fetch", "stages.fetch", "FetchStage", "FetchConfig", 1,
               "list local videos or extract archive shards safely; probe each video"),
@@ -46,5 +46,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
               "quality, aesthetic and classifier scores of the kept clips, on CPU or GPU"),
     StageSpec("caption", "stages.caption", "CaptionStage", "CaptionConfig", 1,
               "captions of the kept clips from an OpenAI-compatible or upload API, resumable"),
+    StageSpec("upload", "stages.upload", "UploadStage", "UploadConfig", 1,
+              "kept clips and metadata to a new HF dataset (or a directory), in resumable commits"),
 )}
 STAGE_ORDER = tuple(STAGES)

@@ -202,7 +202,8 @@ class FakeHub:
     def create(self, h, payload: dict) -> None:
         repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
         if repo_id in self.repos:
-            return self.reply(h, 409, {"error": "You already created this dataset repo"})
+            return self.reply(h, 409, {"error": "You already created this dataset repo",
+                                       "url": f"{self.url}/datasets/{repo_id}"})
         self.repos[repo_id] = Repo(private=payload.get("visibility") == "private" or bool(payload.get("private")))
         self.reply(h, 200, {"url": f"{self.url}/datasets/{repo_id}", "name": repo_id})
 

@@ -114,3 +114,45 @@ def test_a_missing_repo_file_stops_before_any_work(hub, tmp_path):
     proc = curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress", env=env, check=False)
     assert proc.returncode != 0 and "has no file data/nope.tar" in proc.stderr and "curate shards" in proc.stderr
     assert not (tmp_path / "run" / "manifests").exists() or not list((tmp_path / "run" / "manifests").iterdir())
+
+
+UPLOAD = FAST + """
+upload: {enabled: true, target_repo: org/curated, chunk_size_mb: 0.000001}
+"""
+
+
+def test_upload_commits_in_chunks_and_an_interrupted_upload_resumes_without_duplicates(hub, tmp_path):
+    env = hub_env(hub, tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("bikes.mp4", "carphone_pristine.mp4", "cuts_6shots.mp4"):
+        (inputs / name).write_bytes((SAMPLES / name).read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", UPLOAD)
+    # the first commit lands, the second fails every retry: the task fails with the first one kept
+    hub.faults["commit"] = ["ok"] + ["500"] * 5
+    first = curate("local", "-w", tmp_path / "run", "-i", inputs, "-c", cfg, "--no-progress", "--json", env=env,
+                   check=False)
+    assert first.returncode == 1 and "commit 2/4 to org/curated" in first.stdout + first.stderr
+    repo = hub.repos["org/curated"]
+    assert repo.private and len(repo.files) == 1
+    second = json.loads(curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress", "--json",
+                               env=env).stdout)
+    assert second["failed"] == {}
+    committed = [path for commit in repo.commits for path in commit["files"]]
+    assert len(committed) == len(set(committed)) == 4  # three videos and the metadata part, each sent once
+    assert sorted(repo.files) == ["clips/bikes.mp4", "clips/carphone_pristine.mp4", "clips/cuts_6shots.mp4",
+                                  "metadata/part-00000.parquet"]
+    assert repo.files["clips/bikes.mp4"] == (SAMPLES / "bikes.mp4").read_bytes()  # whole videos, no resize: as is
+    meta = pl.read_parquet(io.BytesIO(repo.files["metadata/part-00000.parquet"]))
+    assert set(meta.filter(pl.col("keep"))["upload_path"]) == {"clips/bikes.mp4", "clips/carphone_pristine.mp4",
+                                                              "clips/cuts_6shots.mp4"}
+    final = pl.read_parquet(second["table"])
+    assert final["upload_path"].drop_nulls().len() == 3
+
+
+def test_upload_without_a_token_stops_before_any_work(hub, tmp_path):
+    env = {**hub_env(hub, tmp_path), "HF_TOKEN": ""}
+    cfg = write_config(tmp_path / "c.yaml", UPLOAD)
+    proc = curate("local", "-w", tmp_path / "run", "-i", SAMPLES, "-c", cfg, "--no-progress", env=env, check=False)
+    assert proc.returncode != 0 and "set HF_TOKEN" in proc.stdout + proc.stderr
+    assert "org/curated" not in hub.repos
