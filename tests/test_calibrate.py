@@ -1,0 +1,118 @@
+"""Calibration (quantiles, retention, report), thresholds files at export, --calibration runs, and
+the offline upload target."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import DATA, SAMPLES, curate, write_config
+
+# Flash and motion on the real samples and test footage; score's default quality scorer.
+CONFIG = """
+filter: {ocr: {enabled: false}, nsfw: {enabled: false}, motion: {min_score: 0.001}}
+"""
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calibrate")
+    inputs = root / "in"
+    inputs.mkdir()
+    for src in [*SAMPLES.glob("*.mp4"), DATA / "still_4s.mp4", DATA / "pan_4px.mp4", DATA / "noflash.mp4"]:
+        (inputs / src.name).write_bytes(src.read_bytes())
+    cfg = write_config(root / "c.yaml", CONFIG)
+    curate("local", "-w", root / "run", "-i", inputs, "-c", cfg, "--parts", "2", "--no-progress")
+    return root
+
+
+def clips_of(run) -> pl.DataFrame:
+    parts = sorted((run / "stages" / "score").glob("part-*.parquet")) if (run / "stages").is_dir() else []
+    if not parts:
+        parts = sorted(p for p in run.rglob("score/part-*.parquet"))
+    table = pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
+    return table.filter((pl.col("status") == "ok") & pl.col("clip_id").is_not_null())
+
+
+def test_quantiles_and_retention_equal_numpy_and_the_report_is_written(scored):
+    run = scored / "run"
+    doc = json.loads(curate("calibrate", "-w", run, "--quantiles", "0.1,0.5,0.9", "--json").stdout)
+    clips = clips_of(run)
+    assert doc["clips"] == clips.height > 10
+    by_score = {row["score"]: row for row in doc["quantiles"]}
+    for score in ("motion_score", "flash_ratio", "quality", "sharpness", "clip_duration_s"):
+        values = clips[score].drop_nulls().to_numpy()
+        expected = np.quantile(values, [0.1, 0.5, 0.9])
+        got = [by_score[score][k] for k in ("q10", "q50", "q90")]
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), score
+    assert by_score["motion_score"]["threshold"] == 0.001
+    retention = {row["check"]: row for row in doc["retention"]}
+    motion = clips["motion_score"].to_numpy()
+    kept = ~(motion < 0.001)
+    assert retention["motion (min_score 0.001)"]["kept_clips"] == int(kept.sum())
+    hours = clips["clip_duration_s"].to_numpy()[kept].sum() / 3600
+    assert retention["motion (min_score 0.001)"]["kept_hours"] == pytest.approx(hours, abs=1e-4)
+    flash = clips["flash_ratio"].to_numpy()
+    together = kept & ~(flash > 0.02)
+    assert retention["all together"]["kept_clips"] == int(together.sum()) < clips.height
+    meta = run / "metadata"
+    assert pl.read_parquet(meta / "calibration.parquet").height == len(doc["quantiles"])
+    assert (meta / "calibration" / "motion_score.png").read_bytes()[:4] == b"\x89PNG"
+    page = (meta / "calibration.html").read_text()
+    assert page.count("data:image/png;base64,") == len(list((meta / "calibration").glob("*.png")))
+    assert "just below" in page and "data:image/jpeg;base64," in page  # thumbnails either side of a threshold
+
+
+def test_export_with_a_thresholds_file_reruns_nothing(scored, tmp_path):
+    run = scored / "run"
+    before = json.loads(curate("export", "-w", run, "--json").stdout)
+    stricter = write_config(tmp_path / "t.yaml", "filter: {motion: {min_score: 0.01}, flash: {max_flash_ratio: 1}}\n")
+    after = json.loads(curate("export", "-w", run, "--thresholds", stricter, "-o", tmp_path / "t.parquet",
+                              "--json").stdout)
+    clips = clips_of(run)
+    assert after["clips_ok"] == int((~(clips["motion_score"].to_numpy() < 0.01)).sum()) != before["clips_ok"]
+    wrong = write_config(tmp_path / "w.yaml", "filter: {motion: {size: 320}}\n")
+    proc = curate("export", "-w", run, "--thresholds", wrong, check=False)
+    assert proc.returncode != 0 and "filter.motion.size is not a threshold" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_calibration_run_stops_after_score_on_enough_indices(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for src in SAMPLES.glob("*.mp4"):
+        (inputs / src.name).write_bytes(src.read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", CONFIG + "caption: {enabled: true, provider: api, url: "
+                                                     "'http://127.0.0.1:9/never'}\n")
+    doc = json.loads(curate("local", "-w", tmp_path / "run", "-i", inputs, "-c", cfg, "--parts", "4",
+                            "--calibration", "--sample-size", "1", "--no-progress", "--json").stdout)
+    assert doc["clips"] >= 1 and doc["html"].endswith("calibration.html")
+    status = json.loads(curate("status", "-w", tmp_path / "run", "--json").stdout)
+    assert list(status["stages"]) == ["fetch", "split", "filter", "score"]  # caption is left out of this run
+    assert status["stages"]["score"]["done"] == [0]  # one unit per part: index 0 holds the one clip asked for
+    assert status["stages"]["fetch"]["not_started"] == [1, 2, 3]
+
+
+def test_upload_to_a_directory_encodes_at_the_training_size(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "cuts.mp4").write_bytes((SAMPLES / "cuts_6shots.mp4").read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", CONFIG + "clips: {resize: '256', fit: crop}\nupload: {enabled: true}\n")
+    skipped = json.loads(curate("local", "-w", tmp_path / "run", "-i", inputs, "-c", cfg, "--skip-upload",
+                                "--no-progress", "--json").stdout)
+    assert not (tmp_path / "run" / "dataset").exists() and skipped["clips_ok"] >= 2
+    doc = json.loads(curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress", "--json").stdout)
+    dataset = tmp_path / "run" / "dataset"
+    table = pl.read_parquet(doc["table"])
+    uploaded = table["upload_path"].drop_nulls().to_list()
+    assert len(uploaded) == doc["clips_ok"] == skipped["clips_ok"]
+    for rel in uploaded:
+        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                "stream=width,height", "-of", "csv=p=0", str(dataset / rel)],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert probe == "256,256", rel
+    assert pl.read_parquet(dataset / "metadata" / "part-00000.parquet")["upload_path"].drop_nulls().len() == len(uploaded)
