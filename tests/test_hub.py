@@ -156,3 +156,14 @@ def test_upload_without_a_token_stops_before_any_work(hub, tmp_path):
     proc = curate("local", "-w", tmp_path / "run", "-i", SAMPLES, "-c", cfg, "--no-progress", env=env, check=False)
     assert proc.returncode != 0 and "set HF_TOKEN" in proc.stdout + proc.stderr
     assert "org/curated" not in hub.repos
+
+
+def test_the_shipped_shard_lists_read_as_shards_files():
+    from conftest import REPO
+    from curate.config import InputConfig
+    from curate.manifest import read_shard_list
+
+    hub_list = read_shard_list(InputConfig(hf_repo="org/videos", shards_file=str(REPO / "manifests/hf-shards.example.txt")))
+    assert hub_list == [f"data/train-0000{i}.tar" for i in range(4)]
+    local = read_shard_list(InputConfig(shards_file=str(REPO / "manifests/local-shards.example.txt")))
+    assert local[2] == "/shared/datasets/videos/shard-000002.tar.gz" and len(local) == 3
