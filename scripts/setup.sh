@@ -42,6 +42,4 @@ echo "== installing curate into .venv"
 extras="test,vision"
 [ "$with_torch" = 1 ] && extras="$extras,models,score"
 pip_q -e ".[$extras]"
-# OCR models ship inside rapidocr-onnxruntime; --no-deps keeps its GUI OpenCV requirement out.
-pip_q --no-deps "rapidocr-onnxruntime==1.4.4"
 .venv/bin/python -c "import curate, stages.split" || { echo "installation failed" >&2; exit 1; }

@@ -57,6 +57,26 @@ def test_ocr_burned_in_subtitles():
     assert "quick brown fox" in subs["text"]
 
 
+def test_ocr_invents_no_text_on_small_real_frames_and_still_reads_small_real_text(tmp_path):
+    """160x90-class real footage without text gives no text; a real sign at 160x84 is still read."""
+    from conftest import ffmpeg
+    from stages.analyzers.ocr import OcrAnalyzer
+
+    small = tmp_path / "bikes_160x90.mp4"
+    ffmpeg("-i", str(SAMPLES / "bikes.mp4"), "-vf", "scale=160:90,setsar=1", "-c:v", "libx264", str(small))
+    # at 128x72, detection on a frame upscaled to 360 px read a "福" in this animation (before: every 0.5 s)
+    tiny = tmp_path / "elephants_128x72.mp4"
+    ffmpeg("-i", str(DATA / "katna_elephantsdream_vfr.mp4"), "-vf", "scale=128:72,setsar=1", "-c:v", "libx264",
+           "-crf", "28", str(tiny))
+    ocr = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5}).ocr)
+    for path in (small, tiny, SAMPLES / "carphone_pristine.mp4", DATA / "katna_cat_static.mp4",
+                 DATA / "mma_armwrestle_corrupt.mp4"):
+        found = analyze(ocr, path)
+        assert found["text_area_max"] == 0 and found["text"] is None, (path.name, found["text"])
+    sign = analyze(ocr, DATA / "lightbox_text_160.mp4")
+    assert sign["text_area_max"] > 0.1 and "LIVES" in sign["text"]
+
+
 def test_nsfw_runs_the_shipped_model():
     from stages.analyzers.nsfw import NsfwAnalyzer
 

@@ -20,8 +20,22 @@ class OcrConfig(Section):
     lang: str = "ch"
     device: Device = "cpu"
     min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # A box counts as text only if it is at least this tall in the source video's pixels ...
+    min_text_height_px: float = Field(default=6.0, ge=0)
+    # ... and holds at least this many glyphs (read characters; detection-only: its length is at
+    # least 0.75 x this many heights). Single glyph-like blobs in faces, hair and walls are not text.
+    min_glyphs: int = Field(default=2, ge=1)
     text_area_threshold: float = Decision(0.02, ge=0, le=1)
     record_only: bool = Decision(False)
+
+
+def box_size(box) -> tuple[float, float]:
+    """(text height, text length) of a detected quadrilateral, in its image's pixels."""
+    import cv2
+    import numpy as np
+
+    width, height = cv2.minAreaRect(np.asarray(box, dtype=np.float32))[1]
+    return min(width, height), max(width, height)
 
 
 def text_area(boxes: list, width: int, height: int) -> float:
@@ -61,18 +75,34 @@ class OcrAnalyzer(ModelAnalyzer):
                                   "filter.ocr.enabled: false") from None
         onnx_providers(device, "filter.ocr.device")  # stops here when CUDA was asked for and is absent
         gpu = device != "cpu"
-        # Detect at the size we sampled: RapidOCR's default upscales the short side to 736 px first.
-        return RapidOCR(det_limit_side_len=self.cfg.size, det_limit_type="min",
+        # Detect at the size we sampled, never larger: RapidOCR's default upscales the short side to
+        # 736 px, and texture upscaled from a 160x90 frame reads as glyphs.
+        return RapidOCR(det_limit_side_len=4096, det_limit_type="max",
                         det_use_cuda=gpu, cls_use_cuda=gpu, rec_use_cuda=gpu)
+
+    def feed(self, frame):
+        image = frame.image(self.need)
+        # source pixels per sampled pixel (>= 1: frames are only ever scaled down)
+        scale = min(frame.source.width, frame.source.height) / min(image.shape[:2])
+        self.items.append((image, scale))
+
+    def is_text(self, box, text: str, scale: float) -> bool:
+        height, length = box_size(box)
+        if height * scale < self.cfg.min_text_height_px:
+            return False
+        if self.cfg.recognize:
+            return len("".join(text.split())) >= self.cfg.min_glyphs
+        return length >= 0.75 * self.cfg.min_glyphs * height
 
     def infer(self, batch):
         outputs = []
-        for image in batch:  # RapidOCR takes one image per call
+        for image, scale in batch:  # RapidOCR takes one image per call
             # The text-angle classifier is skipped: area and reading of upright captions do not need it.
             result, _ = self.model(image, use_cls=False, use_rec=self.cfg.recognize)
             if not self.cfg.recognize:  # detection only: boxes without text or confidence
                 result = [(box, "", 1.0) for box in (result or [])]
-            result = [r for r in (result or []) if float(r[2]) >= self.cfg.min_confidence]
+            result = [r for r in (result or []) if float(r[2]) >= self.cfg.min_confidence
+                      and self.is_text(r[0], r[1], scale)]
             outputs.append((text_area([r[0] for r in result], image.shape[1], image.shape[0]), result))
         return outputs
 
