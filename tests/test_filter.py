@@ -41,10 +41,40 @@ def test_motion_still_vs_pan():
 
     still = analyze(MotionAnalyzer(FilterConfig().motion), DATA / "still_4s.mp4")
     pan = analyze(MotionAnalyzer(FilterConfig().motion), DATA / "pan_4px.mp4")
-    assert still["motion_px"] < 0.2 and still["motion_score"] < 0.0005
+    assert still["motion_px"] < 0.2 and still["motion_score"] < 0.0005 and still["motion_area"] == 0
     assert pan["motion_px"] == pytest.approx(4.0, abs=0.8)  # 4 px/frame at 640x360 = the reference size
-    assert pan["motion_score"] > 20 * still["motion_score"]
+    assert pan["motion_score"] > 20 * still["motion_score"] and pan["motion_area"] > 0.5
     assert still["motion_pairs"] == pan["motion_pairs"] == 8  # 2 pairs per second over 4 s
+
+
+def test_motion_separates_frozen_and_still_frames_from_a_fixed_camera_on_people(tmp_path):
+    """Static means nothing moves: a held photo and a real frozen stretch are static; a real fixed
+    camera on a cat, and a person talking in a small part of an otherwise still frame, are not."""
+    from curate.decisions import first_failure
+    from stages.analyzers.motion import MotionAnalyzer
+
+    # carphone (a man talking) composited into a corner of the held photo: about 5% of the frame moves
+    talking = tmp_path / "talking_fixed.mp4"
+    ffmpeg("-i", str(DATA / "still_4s.mp4"), "-i", str(SAMPLES / "carphone_pristine.mp4"), "-filter_complex",
+           "[0:v][1:v]overlay=600:300:shortest=1,format=yuv420p", "-c:v", "libx264", "-crf", "20", str(talking))
+    motion = MotionAnalyzer(FilterConfig().motion)
+
+    def measure(path, start=0.0, end=None):
+        motion.check()
+        (scan,) = scan_clips(str(path), [{"start_s": start, "end_s": end}], [motion])
+        result = motion.end()
+        return result, first_failure(motion.checks(), result)
+
+    still, still_fails = measure(DATA / "still_4s.mp4")
+    frozen, frozen_fails = measure(DATA / "mma_armwrestle_corrupt.mp4", 231 / 28, 266 / 28)  # frozen 230-267
+    cat, cat_fails = measure(DATA / "katna_cat_static.mp4")
+    talk, talk_fails = measure(talking)
+    assert still["motion_area"] == frozen["motion_area"] == 0
+    assert still_fails.startswith("motion: static clip") and frozen_fails.startswith("motion: static clip")
+    assert cat_fails is None and cat["motion_area"] > 0.05
+    assert talk_fails is None and 0.005 < talk["motion_area"] < 0.05
+    # the mean flow of the talking clip is below what the old static rule (motion_score < 0.0005) allowed
+    assert talk["motion_score"] < 0.0005 and talk["motion_px"] < 0.1
 
 
 def test_ocr_burned_in_subtitles():

@@ -83,13 +83,13 @@ def clip_table(**scores):
 
 def test_every_failing_check_is_listed_and_nulls_pass():
     config = validate_config({"filter": {"min_duration_s": 1.0, "min_short_side": 120}})
-    table = clip_table(flash_ratio=[0.5, 0.0, None], motion_score=[0.0001, 0.01, 0.01],
+    table = clip_table(flash_ratio=[0.5, 0.0, None], motion_area=[0.0001, 0.01, 0.01],
                        text_area_max=[0.3, 0.0, 0.0], nsfw_score=[0.1, 0.95, None])
     out = apply_decisions(table, config)
     rows = out.to_dicts()
     assert rows[0]["status"] == "filtered" and rows[0]["reason"].split("; ") == [
         "duration: clip_duration_s 0.5 < min_duration_s 1", "flash: flash_ratio 0.5 > max_flash_ratio 0.02",
-        "motion: static clip, motion_score 0.0001 < min_score 0.0005",
+        "motion: static clip, motion_area 0.0001 < min_area 0.001",
         "ocr: text_area_max 0.3 > text_area_threshold 0.02"]
     assert rows[1]["reason"] == "resolution: short side 90 px < min_short_side 120; nsfw: nsfw_score 0.95 > threshold 0.8"
     assert rows[2]["status"] == "ok" and rows[2]["keep"]  # null scores were not measured: they pass
