@@ -27,7 +27,7 @@ from .schema import CLIP_SCHEMA, VIDEO_SCHEMA, frame
 class SplitConfig(StageSection):
     kind: Literal["pyscenedetect", "transnetv2", "none"] = "pyscenedetect"
     threshold: float = Field(default=3.0, gt=0)
-    min_scene_len: int = Field(default=15, ge=1)
+    min_scene_len: int = Field(default=4, ge=1)  # shots down to 4 frames are reported (then dropped as short)
     downscale: int = Field(default=0, ge=0)
     transnet_threshold: float = Field(default=0.5, gt=0, lt=1)
     device: Device = "cpu"

@@ -33,17 +33,32 @@ def test_long_shot_when_equal_windows_would_be_too_short():
     assert pieces[0][2] is None and pieces[1][2].startswith("remainder of 0.48 s")
 
 
+# Every real video with cut truth in the repo (a header alone = verified no cut); flash_3 has
+# three white frames inside one shot and no cut.
+TRUTH = {"cuts_6shots": SAMPLES, "bikes": SAMPLES, "flash_3": None, "katna_elephantsdream_vfr": DATA,
+         "pexels_fastcut_vertical": DATA, "katna_cat_static": DATA, "mma_armwrestle_corrupt": DATA}
+
+
 def _truth(name):
+    """[(first, last)]: a cut at `frame`, or a gradual transition from transition_start to frame."""
+    if TRUTH[name] is None:
+        return []
     with open(DATA / f"{name}.cuts.csv") as fh:
-        return [int(r["frame"]) for r in csv.DictReader(fh)]
+        return [(int(r.get("transition_start") or r["frame"]), int(r["frame"])) for r in csv.DictReader(fh)]
 
 
-def _prf(found, truth, tol=2):
-    hits = sum(any(abs(f - t) <= tol for f in found) for t in truth)
-    true_found = sum(any(abs(f - t) <= tol for t in truth) for f in found)
-    precision = true_found / len(found) if found else 1.0
-    recall = hits / len(truth)
-    return precision, recall
+def _matches(found: int, first: int, last: int, tol: int = 2) -> bool:
+    return first - tol <= found <= last + tol
+
+
+def prf(results: dict) -> tuple[float, float, float]:
+    """Micro-averaged precision, recall, F1 over {name: (found, truth)}."""
+    tp = sum(any(_matches(f, a, b) for f in found) for found, truth in results.values() for a, b in truth)
+    n_truth = sum(len(truth) for _, truth in results.values())
+    false = sum(not any(_matches(f, a, b) for a, b in truth) for found, truth in results.values() for f in found)
+    precision = (tp / (tp + false)) if tp + false else 1.0
+    recall = tp / n_truth if n_truth else 1.0
+    return precision, recall, 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 KINDS = ["pyscenedetect", "transnetv2"]
@@ -51,27 +66,34 @@ KINDS = ["pyscenedetect", "transnetv2"]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_cuts_found_on_real_video(kind, capsys):
-    """>= 90 % of the known cuts within +-2 frames and few false cuts, for both splitters."""
-    from stages.split import SplitConfig
+    """P/R/F1 over every real video with truth: cuts within +-2 frames (a gradual transition anywhere
+    from its start to its first clean frame), flashes and corruption not taken for cuts."""
     from stages.probe import probe
-    from stages.split import detect_shots
+    from stages.split import SplitConfig, detect_shots
 
     cfg = SplitConfig(kind=kind)
-    for name in ("cuts_6shots", "bikes", "flash_3"):
-        path = SAMPLES / f"{name}.mp4"
+    results = {}
+    for name, folder in TRUTH.items():
+        path = (folder or SAMPLES) / f"{name}.mp4"
         facts, _ = probe(path)
         shots = detect_shots(str(path), cfg, facts["width"], facts["height"], facts["fps"])
-        found = [start for start, _ in shots.ranges[1:]]
-        if name == "flash_3":  # three white frames inside one shot: no cut
-            assert found == [], found
-            continue
-        truth = _truth(name)
-        precision, recall = _prf(found, truth)
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        with capsys.disabled():
-            print(f"\n{kind} {name}: precision {precision:.2f} recall {recall:.2f} F1 {f1:.2f} "
-                  f"(found {found}, truth {truth})")
-        assert recall >= 0.9 and precision >= 0.9, (found, truth)
+        results[name] = ([start for start, _ in shots.ranges[1:]], _truth(name))
+    precision, recall, f1 = prf(results)
+    with capsys.disabled():
+        for name, (found, truth) in results.items():
+            one = prf({name: (found, truth)})
+            print(f"\n{kind} {name}: P {one[0]:.2f} R {one[1]:.2f} F1 {one[2]:.2f} found {found} "
+                  f"truth {[b for _, b in truth]}")
+        print(f"{kind} all: precision {precision:.2f} recall {recall:.2f} F1 {f1:.2f}")
+    assert results["flash_3"][0] == [] and results["katna_cat_static"][0] == []
+    assert prf({n: results[n] for n in ("cuts_6shots", "bikes")})[:2] == (1.0, 1.0)
+    if kind == "pyscenedetect":
+        # the 8-frame first shot of the Elephants Dream clip and the fast-cut edit's shots of 4+ frames
+        found = results["pexels_fastcut_vertical"][0]
+        assert 8 in results["katna_elephantsdream_vfr"][0] and 48 in found and 52 in found
+        assert precision >= 0.8 and recall >= 0.85, (precision, recall)
+    else:
+        assert precision >= 0.7 and recall >= 0.6, (precision, recall)
 
 
 def test_flash_guard_drops_flash_cuts_pyscenedetect_makes():
