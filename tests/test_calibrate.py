@@ -97,6 +97,15 @@ def test_calibration_run_stops_after_score_on_enough_indices(tmp_path):
     assert status["stages"]["fetch"]["not_started"] == [1, 2, 3]
 
 
+def test_submit_calibration_sends_fetch_to_score_for_the_first_indices(tmp_path):
+    proc = curate("submit", "-w", tmp_path / "run", "-i", SAMPLES, "--calibration", "--sample-size", "2",
+                  "--parts", "4", "--dry-run")
+    jobs = [line for line in proc.stdout.splitlines() if line.startswith("#SBATCH --job-name=")]
+    assert [j.split("curate-")[1] for j in jobs] == ["fetch", "split", "filter", "score", "merge"]
+    assert "#SBATCH --array=0-1" in proc.stdout and "--array=0-3" not in proc.stdout  # one video per part
+    assert "curate calibrate" in proc.stderr
+
+
 def test_upload_to_a_directory_encodes_at_the_training_size(tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()

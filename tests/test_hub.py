@@ -70,7 +70,8 @@ def test_fetch_downloads_each_index_own_shards_through_faults(hub, tmp_path):
     env = hub_env(hub, tmp_path)
     listing = tmp_path / "shards.txt"
     curate("shards", "--repo", "org/videos", "--pattern", "data/*.tar", "--output", listing, env=env)
-    cfg = write_config(tmp_path / "c.yaml", FAST + f"input: {{hf_repo: org/videos, shards_file: {listing}}}\n")
+    cfg = write_config(tmp_path / "c.yaml", FAST + f"input: {{hf_repo: org/videos, shards_file: {listing}}}\n"
+                                                   "upload: {enabled: true, cleanup_after_upload: true}\n")
     # the first download answers 500, the next drops the connection halfway: both are survived
     hub.faults["resolve"] = ["500", "drop"]  # one worker: both land on index 0's 24 MB shard
     doc = json.loads(curate("local", "-w", tmp_path / "run", "-c", cfg, "-j", "1", "--no-progress", "--json",
@@ -81,9 +82,13 @@ def test_fetch_downloads_each_index_own_shards_through_faults(hub, tmp_path):
     assert sources[0] == "hf://datasets/org/videos@main/data/train-000.tar::clips/bikes.mp4"
     ranged = [r for m, p, r in hub.requests if m == "GET" and "/resolve/" in p and r]
     assert ranged == ["bytes=10485760-"]  # the dropped download resumed after the 10 MB it had written
-    # downloaded archives are gone once extracted; the extracted members stay for the later stages
+    # downloaded archives are gone once extracted, and the extracted media once uploaded
     assert not list((tmp_path / "run" / "downloads").rglob("*.tar"))
-    assert len(list((tmp_path / "run" / "media").rglob("*.mp4"))) == 3
+    assert not list((tmp_path / "run" / "media").rglob("*.mp4"))
+    uploaded = sorted(p.relative_to(tmp_path / "run" / "dataset").as_posix()
+                      for p in (tmp_path / "run" / "dataset").rglob("*.mp4"))
+    assert uploaded == ["clips/data/train-000.tar/clips/bikes.mp4", "clips/data/train-000.tar/clips/carphone_pristine.mp4",
+                        "clips/data/train-001.tar/clips/cuts_6shots.mp4"]
 
 
 def test_fetch_uses_the_hf_cache_and_plain_video_files(hub, tmp_path):
