@@ -56,6 +56,7 @@ class FlashAnalyzer(Analyzer):
 
     def __init__(self, cfg):
         super().__init__(cfg)
+        # which frames only: flash reads each frame's mean brightness off its luma plane, no image
         self.need = FrameNeed(short_side=64, color="gray", every=cfg.sample_stride,
                               max_samples=cfg.max_bursts, burst_s=cfg.burst_s)
 
@@ -64,7 +65,7 @@ class FlashAnalyzer(Analyzer):
         self.times: list[float] = []
 
     def feed(self, frame):
-        self.luma.append(float(frame.image(self.need).mean()))
+        self.luma.append(frame.mean_luma())
         self.times.append(frame.time)
 
     def end(self):
