@@ -22,7 +22,7 @@ class AdaptiveShots:
 
         scale = 1 / cfg.downscale if cfg.downscale else min(1.0, DETECT_WIDTH / max(width, 1))
         self.need = FrameNeed(width=max(2, int(width * scale) // 2 * 2), height=max(2, int(height * scale) // 2 * 2),
-                              color="bgr")
+                              color="bgr", fast_color=True)
         self.make = lambda: AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_scene_len)
         self.fps = fps or 25.0
 

@@ -35,7 +35,7 @@ class NsfwAnalyzer(ModelAnalyzer):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.need = FrameNeed(short_side=320, color="bgr", per_second=1.0 / cfg.sample_every_s,
+        self.need = FrameNeed(short_side=320, color="bgr", fast_color=True, per_second=1.0 / cfg.sample_every_s,
                               max_samples=cfg.max_samples)
 
     def load(self, device):

@@ -58,7 +58,7 @@ class OcrAnalyzer(ModelAnalyzer):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.need = FrameNeed(short_side=cfg.size, color="bgr", per_second=1.0 / cfg.sample_every_s,
+        self.need = FrameNeed(short_side=cfg.size, color="bgr", fast_color=True, per_second=1.0 / cfg.sample_every_s,
                               max_samples=cfg.max_samples)
 
     def model_key(self):
