@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The whole CPU path against one plain ffmpeg decode of the same files, measured in this run.
 
-    .venv/bin/python scripts/bench_analyze.py [VIDEO_OR_DIR ...]   (default: samples/ and tests/data/)
+    .venv/bin/python scripts/bench_analyze.py [--config C.yaml] [VIDEO_OR_DIR ...]
+    (default: samples/ and tests/data/; --config measures other settings, e.g. ocr.recognize: false)
 
 Runs the split stage's shot detection and the filter stage's decode pass with every analyzer
 (flash, motion, OCR and NSFW at their default sampling) on each file, and prints frames/s, the
@@ -47,9 +48,13 @@ def timed_analyzers(cfg, costs: dict[str, float]):
 
 
 def main(argv: list[str]) -> None:
+    config = validate_config({})
+    if argv[:1] == ["--config"]:
+        from curate.config import load_config
+
+        config, argv = load_config(argv[1]), argv[2:]
     targets = [Path(a) for a in argv] or [REPO / "samples", REPO / "tests" / "data"]
     files = sorted(f for t in targets for f in ([t] if t.is_file() else t.glob("*.mp4")))
-    config = validate_config({})
     costs: dict[str, float] = defaultdict(float)
     analyzers = timed_analyzers(config.filter, costs)
     print(f"{'file':28} {'frames':>6} {'size':>10} {'ffmpeg fps':>10} {'path fps':>9} {'ratio':>6}")

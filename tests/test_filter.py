@@ -84,7 +84,8 @@ def test_ocr_burned_in_subtitles():
     plain = analyze(OcrAnalyzer(FilterConfig().ocr), DATA / "nosubs_720p.mp4")
     assert subs["text_area_max"] > 0.04 and subs["text_boxes"] >= 2
     assert subs["text_area_max"] > 10 * (plain["text_area_max"] + 0.001)
-    assert "quick brown fox" in subs["text"]
+    read = analyze(OcrAnalyzer(FilterConfig(ocr={"recognize": True}).ocr), DATA / "subs_720p.mp4")
+    assert "quick brown fox" in read["text"] and read["text_area_max"] == pytest.approx(subs["text_area_max"])
 
 
 def test_ocr_invents_no_text_on_small_real_frames_and_still_reads_small_real_text(tmp_path):
@@ -104,7 +105,11 @@ def test_ocr_invents_no_text_on_small_real_frames_and_still_reads_small_real_tex
         found = analyze(ocr, path)
         assert found["text_area_max"] == 0 and found["text"] is None, (path.name, found["text"])
     sign = analyze(ocr, DATA / "lightbox_text_160.mp4")
-    assert sign["text_area_max"] > 0.1 and "LIVES" in sign["text"]
+    assert sign["text_area_max"] > 0.1 and sign["text"] is None  # detection only by default
+    reading = OcrAnalyzer(FilterConfig(ocr={"recognize": True, "sample_every_s": 0.5}).ocr)
+    assert "LIVES" in analyze(reading, DATA / "lightbox_text_160.mp4")["text"]
+    for path in (tiny, SAMPLES / "carphone_pristine.mp4"):
+        assert analyze(reading, path)["text"] is None, path.name
 
 
 def test_nsfw_runs_the_shipped_model():

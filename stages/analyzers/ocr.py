@@ -16,7 +16,7 @@ class OcrConfig(Section):
     sample_every_s: float = Field(default=2.0, gt=0)
     max_samples: int = Field(default=30, ge=1)  # a longer clip (a whole video) gets this many, spread evenly
     size: int = Field(default=360, ge=32)
-    recognize: bool = True
+    recognize: bool = False  # detection only (text area); true also reads the text (column `text`), slower
     lang: str = "ch"
     device: Device = "cpu"
     min_confidence: float = Field(default=0.5, ge=0, le=1)
