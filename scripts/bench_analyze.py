@@ -2,7 +2,8 @@
 """The whole CPU path against one plain ffmpeg decode of the same files, measured in this run.
 
     .venv/bin/python scripts/bench_analyze.py [--config C.yaml] [VIDEO_OR_DIR ...]
-    (default: samples/ and tests/data/; --config measures other settings, e.g. ocr.recognize: false)
+    (default: samples/, tests/data/ and bench-media/ when scripts/make_bench_media.sh made it: long
+    160x90 and 1080p footage; --config measures other settings, e.g. ocr.recognize: true)
 
 Runs the split stage's shot detection and the filter stage's decode pass with every analyzer
 (flash, motion, OCR and NSFW at their default sampling) on each file, and prints frames/s, the
@@ -53,7 +54,8 @@ def main(argv: list[str]) -> None:
         from curate.config import load_config
 
         config, argv = load_config(argv[1]), argv[2:]
-    targets = [Path(a) for a in argv] or [REPO / "samples", REPO / "tests" / "data"]
+    targets = [Path(a) for a in argv] or [p for p in (REPO / "samples", REPO / "tests" / "data",
+                                                      REPO / "bench-media") if p.is_dir()]
     files = sorted(f for t in targets for f in ([t] if t.is_file() else t.glob("*.mp4")))
     costs: dict[str, float] = defaultdict(float)
     analyzers = timed_analyzers(config.filter, costs)

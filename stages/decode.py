@@ -153,13 +153,15 @@ def _plane(plane):
 def small_color(frame, width: int, height: int, color: str):
     """A downscaled BGR/RGB image of an 8-bit 4:2:0 frame, resized plane by plane with OpenCV and
     converted at the small size: about a third of the cost of swscale's convert-then-scale, and
-    within about 2 levels of it. None when the frame is not 8-bit 4:2:0 or not made smaller."""
-    if frame.format.name not in ("yuv420p", "yuvj420p") or width >= frame.width or height >= frame.height:
+    within about 2 levels of it. None when the frame is not 8-bit 4:2:0 or would be made larger."""
+    if frame.format.name not in ("yuv420p", "yuvj420p") or width > frame.width or height > frame.height:
         return None
     import cv2
 
     planes = frame.planes
-    y = cv2.resize(_plane(planes[0]), (width, height), interpolation=cv2.INTER_AREA)
+    y = _plane(planes[0])
+    y = y.copy() if (width, height) == (frame.width, frame.height) else cv2.resize(
+        y, (width, height), interpolation=cv2.INTER_AREA)
     u = cv2.resize(_plane(planes[1]), (width, height), interpolation=cv2.INTER_LINEAR)
     v = cv2.resize(_plane(planes[2]), (width, height), interpolation=cv2.INTER_LINEAR)
     if frame.format.name == "yuv420p" and int(getattr(frame, "color_range", 0) or 0) != 2:
