@@ -22,9 +22,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
+
+from local_server import LocalServer
 
 
 class Repo:
@@ -39,50 +39,15 @@ class Repo:
         return hashlib.sha1(json.dumps(len(self.commits)).encode()).hexdigest()
 
 
-class FakeHub:
+class FakeHub(LocalServer):
     PAGE = 50  # tree entries per page: listings of more files are paginated as the Hub does
 
     def __init__(self):
+        super().__init__()
         self.repos: dict[str, Repo] = {}
         self.pending_lfs: dict[str, bytes] = {}  # LFS objects uploaded, by sha256
         self.faults: dict[str, list[str]] = {}
         self.requests: list[tuple[str, str, str | None]] = []
-        self.lock = threading.Lock()
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                hub.handle(self, "GET")
-
-            def do_HEAD(self):
-                hub.handle(self, "HEAD")
-
-            def do_POST(self):
-                hub.handle(self, "POST")
-
-            def do_PUT(self):
-                hub.handle(self, "PUT")
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     # -- test set-up ---------------------------------------------------------------------------
     def add_dataset(self, repo_id: str, files: dict[str, bytes]) -> None:
@@ -260,17 +225,6 @@ class FakeHub:
         repo.commits.append({"summary": header["summary"], "files": changed})
         self.reply(h, 200, {"commitUrl": f"{self.url}/datasets/{repo_id}/commit/{repo.sha}", "commitOid": repo.sha})
 
-    @staticmethod
-    def reply(h, code: int, doc, headers=None) -> None:
-        raw = json.dumps(doc).encode()
-        h.send_response(code)
-        h.send_header("Content-Type", (headers or {}).pop("Content-Type", "application/json"))
-        for key, value in (headers or {}).items():
-            h.send_header(key, value)
-        h.send_header("Content-Length", str(len(raw)))
-        h.end_headers()
-        if h.command != "HEAD":
-            h.wfile.write(raw)
 
 
 def git_blob_sha(data: bytes) -> str:

@@ -10,53 +10,30 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from local_server import LocalServer
 
 
-class FakeCaptionServer:
+class FakeCaptionServer(LocalServer):
+    methods = ("POST",)
+
     def __init__(self, script=(), latency_s=0.0, hang_s=3.0, cost=0.001):
+        super().__init__()
         self.script = list(script)
         self.latency_s, self.hang_s, self.cost = latency_s, hang_s, cost
         self.requests: list[dict] = []
-        self.lock = threading.Lock()
         self.inflight = self.max_inflight = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                server.handle(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     def clip_ids(self) -> list[str]:
         with self.lock:
             return [r["clip"] for r in self.requests]
 
     # -- one request -------------------------------------------------------------------------------
-    def handle(self, h: BaseHTTPRequestHandler) -> None:
+    def handle(self, h: BaseHTTPRequestHandler, method: str = "POST") -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         with self.lock:
             behaviour = self.script.pop(0) if self.script else "ok"
@@ -109,13 +86,3 @@ class FakeCaptionServer:
         assert all(base64.b64decode(u.split(",", 1)[1]).startswith(b"\xff\xd8") for u in urls)
         return len(urls)
 
-    @staticmethod
-    def reply(h, code: int, doc, headers=None, raw: bytes | None = None) -> None:
-        data = raw if raw is not None else json.dumps(doc).encode()
-        h.send_response(code)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            h.send_header(key, value)
-        h.end_headers()
-        h.wfile.write(data)
