@@ -181,6 +181,9 @@ def local(
         out, table, incomplete = export(run_dir, plan, fmt, progress=on_clip)
     doc = {"workdir": str(run_dir.root), "table": str(out), "failed": {str(k): v for k, v in result.failed.items()},
            **summary(table)}
+    if "upload" in plan.stages:
+        upload = plan.config.upload
+        doc["uploaded_to"] = upload.target_repo or upload.target_dir or str(run_dir.root / "dataset")
     if as_json:
         print(json.dumps(doc))
     else:
@@ -274,6 +277,8 @@ def _print_summary(doc: dict) -> None:
     console.print(f"[bold green]final table[/] {doc['table']}")
     console.print(f"{doc.get('rows', 0)} rows from {doc.get('videos', 0)} videos: {doc.get('clips_ok', 0)} clips "
                   f"({doc.get('clip_hours', 0) * 60:.1f} min); by status {doc.get('by_status', {})}")
+    if doc.get("uploaded_to"):
+        console.print(f"[bold green]uploaded[/] kept clips and metadata to {doc['uploaded_to']}")
 
 
 def _scheduler_view(run_dir):

@@ -116,6 +116,7 @@ def test_upload_to_a_directory_encodes_at_the_training_size(tmp_path):
     assert not (tmp_path / "run" / "dataset").exists() and skipped["clips_ok"] >= 2
     doc = json.loads(curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress", "--json").stdout)
     dataset = tmp_path / "run" / "dataset"
+    assert doc["uploaded_to"] == str(dataset) and "uploaded_to" not in skipped
     table = pl.read_parquet(doc["table"])
     uploaded = table["upload_path"].drop_nulls().to_list()
     assert len(uploaded) == doc["clips_ok"] == skipped["clips_ok"]
