@@ -80,6 +80,27 @@ def list_files(repo: str, revision: str = "main", pattern: str | None = None,
     return sorted(files, key=lambda f: f.path)
 
 
+def offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def cached_files(repo: str, revision: str, paths: list[str]) -> list[HubFile]:
+    """With HF_HUB_OFFLINE=1 nothing can be listed: the listed shards, as the HF cache holds them."""
+    if not paths:
+        raise CurateError(f"HF_HUB_OFFLINE=1: the files of {repo} cannot be listed; name them in input.shards or "
+                          "input.shards_file (they must be in the HF cache)")
+    files = []
+    for path in paths:
+        local = cached(repo, revision, path)
+        if local is None:
+            raise CurateError(f"HF_HUB_OFFLINE=1 and {path} of {repo}@{revision} is not in the HF cache "
+                              "(HF_HOME); download it once online, or unset HF_HUB_OFFLINE")
+        files.append(HubFile(path, local.stat().st_size))
+    return files
+
+
 def cached(repo: str, revision: str, path: str) -> Path | None:
     """The file from the local HF cache, if it is there (never deleted by curate)."""
     from huggingface_hub import try_to_load_from_cache

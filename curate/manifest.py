@@ -66,10 +66,13 @@ def read_shard_list(cfg: InputConfig) -> list[str]:
 
 def hub_units(cfg: InputConfig) -> list[Unit]:
     """The dataset's archives and videos (the pattern's or the listed ones), with their sizes."""
-    from .hub import list_files
+    from .hub import cached_files, list_files, offline
 
     listed = read_shard_list(cfg)
-    files = list_files(cfg.hf_repo, cfg.revision, pattern=cfg.pattern, paths=listed or None)
+    if offline():
+        files = cached_files(cfg.hf_repo, cfg.revision, listed)
+    else:
+        files = list_files(cfg.hf_repo, cfg.revision, pattern=cfg.pattern, paths=listed or None)
     units = []
     for f in files:
         kind = "hf_archive" if is_archive(f.path) else "hf_file" if f.path.lower().endswith(

@@ -109,6 +109,15 @@ def test_fetch_uses_the_hf_cache_and_plain_video_files(hub, tmp_path):
     assert hub.count("GET", "/resolve/main/data/train-001.tar") == before  # read from the cache, not downloaded
     assert os.path.exists(cached)  # and never deleted: the cache is the user's
     table = pl.read_parquet(doc["table"])
+    offline = {**env, "HF_HUB_OFFLINE": "1"}  # the cached shard alone, and not one request to the Hub
+    before = len(hub.requests)
+    cfg_offline = write_config(tmp_path / "o.yaml", FAST + "input: {hf_repo: org/videos, shards: [data/train-001.tar]}\n")
+    alone = json.loads(curate("local", "-w", tmp_path / "offline", "-c", cfg_offline, "--no-progress", "--json",
+                              env=offline).stdout)
+    assert alone["failed"] == {} and alone["clips_ok"] == 1 and len(hub.requests) == before
+    missing = write_config(tmp_path / "m.yaml", FAST + "input: {hf_repo: org/videos, shards: [data/train-000.tar]}\n")
+    proc = curate("local", "-w", tmp_path / "offline2", "-c", missing, "--no-progress", env=offline, check=False)
+    assert proc.returncode != 0 and "not in the HF cache" in proc.stderr
     raw = table.filter(pl.col("relpath") == "raw/flash_3.mp4")
     assert raw["reason"][0].startswith("flash") and raw["path"][0].startswith(str(tmp_path / "run" / "media"))
 
