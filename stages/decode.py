@@ -144,6 +144,18 @@ def _range_luts():
     return _RANGE_LUTS
 
 
+def shrink(image, width: int, height: int):
+    """Area-average `image` down to width x height. From more than twice the size, a linear
+    pre-shrink to exactly twice it comes first: OpenCV's area resize at an odd ratio (1080p to
+    256x144: 1.9 ms) costs more than decoding the frame; this way it is 0.06 ms, and each output
+    pixel still averages 2x2 linear samples."""
+    import cv2
+
+    if image.shape[1] > 2 * width and image.shape[0] > 2 * height:
+        image = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def _plane(plane):
     import numpy as np
 
@@ -160,10 +172,13 @@ def small_color(frame, width: int, height: int, color: str):
 
     planes = frame.planes
     y = _plane(planes[0])
-    y = y.copy() if (width, height) == (frame.width, frame.height) else cv2.resize(
-        y, (width, height), interpolation=cv2.INTER_AREA)
-    u = cv2.resize(_plane(planes[1]), (width, height), interpolation=cv2.INTER_LINEAR)
-    v = cv2.resize(_plane(planes[2]), (width, height), interpolation=cv2.INTER_LINEAR)
+    y = y.copy() if (width, height) == (frame.width, frame.height) else shrink(y, width, height)
+    u, v = (_plane(p) for p in planes[1:3])
+    if u.shape[1] >= width:  # chroma is half size: shrink it too, or (small targets) bring it up
+        u, v = shrink(u, width, height), shrink(v, width, height)
+    else:
+        u = cv2.resize(u, (width, height), interpolation=cv2.INTER_LINEAR)
+        v = cv2.resize(v, (width, height), interpolation=cv2.INTER_LINEAR)
     if frame.format.name == "yuv420p" and int(getattr(frame, "color_range", 0) or 0) != 2:
         luma_lut, chroma_lut = _range_luts()
         y, u, v = cv2.LUT(y, luma_lut), cv2.LUT(u, chroma_lut), cv2.LUT(v, chroma_lut)
@@ -179,7 +194,7 @@ def convert(frame, width: int, height: int, color: str, rotation: int, fast_colo
     if luma is not None:
         import cv2
 
-        image = cv2.resize(luma, (width, height), interpolation=cv2.INTER_AREA) if (width, height) != (
+        image = shrink(luma, width, height) if (width, height) != (
             luma.shape[1], luma.shape[0]) else luma
         if not frame.format.name.startswith("yuvj") and int(getattr(frame, "color_range", 0) or 0) != 2:
             image = cv2.LUT(image, full_range_lut())
