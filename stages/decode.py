@@ -68,14 +68,16 @@ class Frame:
     _cache: dict = field(default_factory=dict)
 
     def mean_luma(self) -> float:
-        """Mean brightness (0-255, full range) read off the decoded luma plane, every 2nd pixel of
-        every 2nd row: no conversion, a fraction of the cost of any image (flash needs only this)."""
+        """Mean brightness (0-255, full range) of the decoded luma plane, averaged by OpenCV in place:
+        no conversion, a fraction of the cost of any image (flash needs only this)."""
         if "mean_luma" not in self._cache:
             plane = luma_plane(self.source)
             if plane is None:
                 value = float(self.image(FrameNeed(width=32, height=18, color="gray")).mean())
             else:
-                value = float(plane[::2, ::2].mean())
+                import cv2
+
+                value = float(cv2.mean(plane)[0])
                 if not self.source.format.name.startswith("yuvj") and int(getattr(self.source, "color_range", 0) or 0) != 2:
                     value = min(255.0, max(0.0, (value - 16) * 255.0 / 219.0))  # limited range, as in convert()
             self._cache["mean_luma"] = value
