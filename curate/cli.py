@@ -24,7 +24,8 @@ CalibrationOpt = typer.Option(False, "--calibration",
                                    "write the calibration report (curate calibrate).")
 SampleSizeOpt = typer.Option(500, "--sample-size", help="Scored clips wanted for --calibration.")
 ThresholdsOpt = typer.Option(None, "--thresholds",
-                             help="YAML of [threshold] keys (config shape) to use instead of the run's; reruns nothing.")
+                             help="YAML of threshold keys (config shape, e.g. filter: {motion: {min_area: 0.002}}) to use "
+                                  "instead of the run's; reruns nothing.")
 CALIBRATION_SKIPS = ("caption", "upload")  # calibration stops after score
 
 WorkdirOpt = typer.Option(..., "--workdir", "-w", envvar="CURATE_WORKDIR",
@@ -610,8 +611,7 @@ def calibrate(
     thresholds: Optional[Path] = ThresholdsOpt,
     as_json: bool = JsonOpt,
 ):
-    """Score quantiles, histograms with the thresholds, retention per check and an HTML report with
-    thumbnails of clips either side of each threshold (from what has finished so far)."""
+    """Score quantiles, histograms, retention per check and an HTML report with thumbnails near each threshold."""
     from .calibrate import calibrate as run_calibration
     from .plan import load_plan
     from .rundir import RunDir
