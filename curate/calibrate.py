@@ -97,13 +97,23 @@ class CalibrationReport:
                 "retention": self.retention.to_dicts()}
 
 
+def score_values(clips, score: str):
+    """The measured values of one score column (nulls and NaNs are clips it was not measured on)."""
+    values = clips.get_column(score).drop_nulls()
+    return values.drop_nans() if values.dtype.is_float() else values
+
+
+def cell(value) -> str:
+    """One table cell as text, for the terminal table and the HTML report alike."""
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def quantile_table(clips, scores: list[str], quantiles: tuple[float, ...], limits: dict):
     import polars as pl
 
     rows = []
     for score in scores:
-        values = clips.get_column(score).drop_nulls().drop_nans() if clips[score].dtype.is_float() else \
-            clips.get_column(score).drop_nulls()
+        values = score_values(clips, score)
         row = {"score": score, "count": values.len(), "mean": float(values.mean()) if values.len() else None}
         for q in quantiles:
             row[f"q{round(q * 100):02d}"] = float(values.quantile(q, interpolation="linear")) if values.len() else None
@@ -181,8 +191,7 @@ def _table_html(frame) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
     body = ""
     for row in frame.iter_rows():
-        body += "<tr>" + "".join(f"<td>{'' if v is None else html.escape(f'{v:.4g}' if isinstance(v, float) else str(v))}"
-                                 "</td>" for v in row) + "</tr>"
+        body += "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -244,7 +253,7 @@ def calibrate(run: RunDir, plan: Plan, sample_size: int | None = None,
     atomic_write_parquet(out / "calibration_retention.parquet", retention)
     images, thumbs = {}, {}
     for score in scores:
-        values = [v for v in clips[score].drop_nulls().to_list() if v == v]
+        values = score_values(clips, score).to_list()
         if not values:
             continue
         images[score] = histogram(values, score, limits.get(score), out / "calibration" / f"{score}.png")
@@ -265,8 +274,8 @@ def show(report: CalibrationReport, console) -> None:
     for title, frame in (("score quantiles", report.quantiles), ("retention", report.retention)):
         table = Table(title=f"{title} ({report.clips} clips)")
         for column in frame.columns:
-            table.add_column(column, justify="left" if frame[column].dtype.is_numeric() is False else "right")
+            table.add_column(column, justify="right" if frame[column].dtype.is_numeric() else "left")
         for row in frame.iter_rows():
-            table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+            table.add_row(*(cell(v) for v in row))
         console.print(table)
     console.print(f"report: {report.html} (histograms in {report.html.parent / 'calibration'})")

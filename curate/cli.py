@@ -28,6 +28,11 @@ ThresholdsOpt = typer.Option(None, "--thresholds",
                                   "instead of the run's; reruns nothing.")
 CALIBRATION_SKIPS = ("caption", "upload")  # calibration stops after score
 
+
+def _skipped_stages(calibration: bool, skip_upload: bool) -> tuple[str, ...]:
+    """Stages --calibration / --skip-upload leave out of this run's plan."""
+    return CALIBRATION_SKIPS if calibration else ("upload",) if skip_upload else ()
+
 WorkdirOpt = typer.Option(..., "--workdir", "-w", envvar="CURATE_WORKDIR",
                           help="Run directory on the shared filesystem (all state lives here).")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see config.example.yaml).")
@@ -161,8 +166,8 @@ def local(
 
     if fmt not in FORMATS:
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    skipped = CALIBRATION_SKIPS if calibration else ("upload",) if skip_upload else ()
-    run_dir, plan, info = _prepare(workdir, config, input_dir, rebuild_manifest, parts, skip_stages=skipped)
+    run_dir, plan, info = _prepare(workdir, config, input_dir, rebuild_manifest, parts,
+                                   skip_stages=_skipped_stages(calibration, skip_upload))
     if calibration:
         return _local_calibration(run_dir, plan, workers or plan.config.local.workers, sample_size, progress,
                                   as_json)
@@ -183,8 +188,7 @@ def local(
     doc = {"workdir": str(run_dir.root), "table": str(out), "failed": {str(k): v for k, v in result.failed.items()},
            **summary(table)}
     if "upload" in plan.stages:
-        upload = plan.config.upload
-        doc["uploaded_to"] = upload.target_repo or upload.target_dir or str(run_dir.root / "dataset")
+        doc["uploaded_to"] = plan.config.upload.destination(run_dir.root)
     if as_json:
         print(json.dumps(doc))
     else:
@@ -430,8 +434,8 @@ def submit(
     from .calibrate import calibration_indices
     from .executors.slurm import submit as slurm_submit
 
-    skipped = CALIBRATION_SKIPS if calibration else ("upload",) if skip_upload else ()
-    run_dir, plan, _ = _prepare(workdir, config, input_dir, rebuild_manifest, parts, skip_stages=skipped)
+    run_dir, plan, _ = _prepare(workdir, config, input_dir, rebuild_manifest, parts,
+                                skip_stages=_skipped_stages(calibration, skip_upload))
     indices, throttle = parse_spec(array) if array else (list(range(plan.num_parts)), None)
     if calibration:
         indices = calibration_indices(run_dir, indices, sample_size)

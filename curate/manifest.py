@@ -117,8 +117,7 @@ def plan_parts(cfg: InputConfig) -> list[list[Unit]]:
         if not units:
             raise CurateError(f"dataset {cfg.hf_repo}@{cfg.revision} has no archives or videos"
                               + (f" matching {cfg.pattern!r}" if cfg.pattern else ""))
-        per = math.ceil(len(units) / cfg.parts) if cfg.parts else cfg.shards_per_part
-        return [units[i:i + per] for i in range(0, len(units), per)]
+        return in_order(units, cfg)
     if cfg.dir:
         units = scan_dir(Path(cfg.dir).expanduser().resolve(), cfg.extensions)
         if not units:
@@ -129,10 +128,12 @@ def plan_parts(cfg: InputConfig) -> list[list[Unit]]:
     shards = read_shard_list(cfg)
     if not shards:
         raise CurateError("no input: set input.dir, input.hf_repo, input.shards or input.shards_file (or pass --input-dir)")
-    units = shard_units(shards)
-    per = cfg.shards_per_part
-    if cfg.parts:
-        per = math.ceil(len(units) / cfg.parts)
+    return in_order(shard_units(shards), cfg)
+
+
+def in_order(units: list[Unit], cfg: InputConfig) -> list[list[Unit]]:
+    """Shards grouped in their listed order: input.shards_per_part each, or into input.parts parts."""
+    per = math.ceil(len(units) / cfg.parts) if cfg.parts else cfg.shards_per_part
     return [units[i:i + per] for i in range(0, len(units), per)]
 
 

@@ -65,7 +65,8 @@ def _link(src: Path, dest: Path, report: PublishReport) -> None:
     os.replace(tmp, dest)
 
 
-def _copy(src: Path, dest: Path) -> None:
+def copy_atomic(src: Path, dest: Path) -> None:
+    """Copy under a temporary name, then rename: `dest` is never a half-written file."""
     tmp = dest.with_name(f".{dest.name}.tmp-copy")
     try:
         shutil.copy2(src, tmp)
@@ -115,7 +116,7 @@ def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, wr
                 if mode == "link":
                     _link(src, dest, report)
                 elif mode == "copy":
-                    _copy(src, dest)
+                    copy_atomic(src, dest)
                 else:
                     cut_clip(str(src), dest, row["start_s"], row["clip_duration_s"], "reencode", cfg.crf,
                              video_filter(cfg), cfg.codec, cfg.preset)

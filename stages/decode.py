@@ -78,8 +78,8 @@ class Frame:
                 import cv2
 
                 value = float(cv2.mean(plane)[0])
-                if not self.source.format.name.startswith("yuvj") and int(getattr(self.source, "color_range", 0) or 0) != 2:
-                    value = min(255.0, max(0.0, (value - 16) * 255.0 / 219.0))  # limited range, as in convert()
+                if limited_range(self.source):
+                    value = min(255.0, max(0.0, (value - 16) * 255.0 / 219.0))  # as full_range_lut() maps it
             self._cache["mean_luma"] = value
         return self._cache["mean_luma"]
 
@@ -122,14 +122,23 @@ def full_range_lut():
     return _FULL_RANGE[0]
 
 
-def luma_plane(frame):
-    """The decoded Y plane itself, without a colour conversion (8-bit YUV formats only)."""
+def plane_array(plane):
+    """One decoded 8-bit plane as a numpy view (row padding cut off), no copy."""
     import numpy as np
 
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+def luma_plane(frame):
+    """The decoded Y plane itself, without a colour conversion (8-bit YUV formats only)."""
     if frame.format.name not in _YUV or frame.format.name.endswith("10le"):
         return None
-    plane = frame.planes[0]
-    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+    return plane_array(frame.planes[0])
+
+
+def limited_range(frame) -> bool:
+    """Video-range (16-235) samples, which full-range images need stretched."""
+    return not frame.format.name.startswith("yuvj") and int(getattr(frame, "color_range", 0) or 0) != 2
 
 
 _RANGE_LUTS: list = []
@@ -158,12 +167,6 @@ def shrink(image, width: int, height: int):
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def _plane(plane):
-    import numpy as np
-
-    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-
-
 def small_color(frame, width: int, height: int, color: str):
     """A downscaled BGR/RGB image of an 8-bit 4:2:0 frame, resized plane by plane with OpenCV and
     converted at the small size: about a third of the cost of swscale's convert-then-scale, and
@@ -173,15 +176,15 @@ def small_color(frame, width: int, height: int, color: str):
     import cv2
 
     planes = frame.planes
-    y = _plane(planes[0])
+    y = plane_array(planes[0])
     y = y.copy() if (width, height) == (frame.width, frame.height) else shrink(y, width, height)
-    u, v = (_plane(p) for p in planes[1:3])
+    u, v = (plane_array(p) for p in planes[1:3])
     if u.shape[1] >= width:  # chroma is half size: shrink it too, or (small targets) bring it up
         u, v = shrink(u, width, height), shrink(v, width, height)
     else:
         u = cv2.resize(u, (width, height), interpolation=cv2.INTER_LINEAR)
         v = cv2.resize(v, (width, height), interpolation=cv2.INTER_LINEAR)
-    if frame.format.name == "yuv420p" and int(getattr(frame, "color_range", 0) or 0) != 2:
+    if limited_range(frame):
         luma_lut, chroma_lut = _range_luts()
         y, u, v = cv2.LUT(y, luma_lut), cv2.LUT(u, chroma_lut), cv2.LUT(v, chroma_lut)
     code = cv2.COLOR_YCrCb2BGR if color == "bgr" else cv2.COLOR_YCrCb2RGB
@@ -198,7 +201,7 @@ def convert(frame, width: int, height: int, color: str, rotation: int, fast_colo
 
         image = shrink(luma, width, height) if (width, height) != (
             luma.shape[1], luma.shape[0]) else luma
-        if not frame.format.name.startswith("yuvj") and int(getattr(frame, "color_range", 0) or 0) != 2:
+        if limited_range(frame):
             image = cv2.LUT(image, full_range_lut())
     elif fast is not None:
         image = fast
@@ -271,6 +274,8 @@ def iter_frames(path: str, ranges: list[tuple[float, float]] | None = None, thre
             gop = (keyframes[-1] - keyframes[0]) / (len(keyframes) - 1) if len(keyframes) > 1 else GAP_SEEK_S / 2
             if sought != current and start - t > max(GAP_SEEK_S / 4, 2 * gop):
                 frames, sought = seek(start), current
+
+
 def _rotation(frame) -> int:
     # Display-matrix rotation, counter-clockwise degrees (PyAV >= 13 reads it per frame).
     return int(round(frame.rotation or 0)) % 360

@@ -16,7 +16,6 @@ index's downloads, extracted media and clip files once every commit is confirmed
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -45,22 +44,29 @@ class UploadConfig(StageSection):
             raise ValueError("upload.target_repo is a dataset id like org/name")
         return self
 
+    def target_root(self, run_root: Path) -> Path:
+        """The directory uploads go to when there is no target_repo."""
+        return Path(self.target_dir) if self.target_dir else run_root / "dataset"
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    def destination(self, run_root: Path) -> str:
+        """Where this run's uploads go: the repo id, or the directory."""
+        return self.target_repo or str(self.target_root(run_root))
+
+
+def _digest(path: Path, digest) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return _digest(path, hashlib.sha256())
 
 
 def git_blob_sha(path: Path) -> str:
     """The git object id of a file: what the Hub lists for files not stored through LFS."""
-    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _digest(path, hashlib.sha1(b"blob %d\0" % path.stat().st_size))
 
 
 def chunks(files: list[tuple[str, Path]], limit_bytes: float) -> list[list[tuple[str, Path]]]:
@@ -83,9 +89,6 @@ class UploadStage(Stage):
     def fingerprint_inputs(cls, config) -> dict:
         # What is kept (every earlier threshold) and how clips are written decide what is uploaded.
         return {"decisions": earlier_decisions(config, "upload"), "clips": config.clips.model_dump()}
-
-    def target_dir(self) -> Path:
-        return Path(self.cfg.target_dir) if self.cfg.target_dir else self.ctx.run.root / "dataset"
 
     def check(self) -> None:
         if shutil.which("ffmpeg") is None:
@@ -125,16 +128,17 @@ class UploadStage(Stage):
             sent, skipped = self._to_repo(files)
         else:
             sent, skipped = self._to_dir(files)
-        self.ctx.stats.update(files_sent=sent, files_skipped=skipped, clips_uploaded=len(files) - 1,
-                              target=self.cfg.target_repo or str(self.target_dir()))
-        self.ctx.log(f"upload[{self.ctx.index}] {sent} files sent, {skipped} already there "
-                     f"-> {self.cfg.target_repo or self.target_dir()}")
+        target = self.cfg.destination(self.ctx.run.root)
+        self.ctx.stats.update(files_sent=sent, files_skipped=skipped, clips_uploaded=len(files) - 1, target=target)
+        self.ctx.log(f"upload[{self.ctx.index}] {sent} files sent, {skipped} already there -> {target}")
         if self.cfg.cleanup_after_upload:
             self._cleanup(staging)
         return out
 
     def _to_dir(self, files: list[tuple[str, Path]]) -> tuple[int, int]:
-        root = self.target_dir()
+        from curate.publish import copy_atomic
+
+        root = self.cfg.target_root(self.ctx.run.root)
         sent = skipped = 0
         for rel, path in files:
             dest = root / rel
@@ -142,9 +146,7 @@ class UploadStage(Stage):
                 skipped += 1
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp-upload")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, dest)
+            copy_atomic(path, dest)
             sent += 1
         return sent, skipped
 
@@ -156,11 +158,9 @@ class UploadStage(Stage):
         api, repo = HfApi(), self.cfg.target_repo
         try:
             retried(api.create_repo, repo, repo_type=REPO_TYPE, private=self.cfg.private, exist_ok=True)
-            remote = {f.path: f for f in list_files(repo)}
-        except CurateError:
-            raise
         except Exception as exc:
-            raise explain(exc, f"opening dataset {repo} for upload") from None
+            raise explain(exc, f"creating dataset {repo} for upload") from None
+        remote = {f.path: f for f in list_files(repo)}  # says itself what failed
         todo = []
         for rel, path in files:
             there = remote.get(rel)

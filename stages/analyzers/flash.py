@@ -57,8 +57,7 @@ class FlashAnalyzer(Analyzer):
     def __init__(self, cfg):
         super().__init__(cfg)
         # which frames only: flash reads each frame's mean brightness off its luma plane, no image
-        self.need = FrameNeed(short_side=64, color="gray", every=cfg.sample_stride,
-                              max_samples=cfg.max_bursts, burst_s=cfg.burst_s)
+        self.need = FrameNeed(every=cfg.sample_stride, max_samples=cfg.max_bursts, burst_s=cfg.burst_s)
 
     def begin(self, clip):
         self.luma: list[float] = []
