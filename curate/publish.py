@@ -34,6 +34,7 @@ class PublishReport:
     failed: int = 0
     symlinked: int = 0
     notes: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # clip_id -> why its file could not be written
 
 
 def whole_video(row: dict) -> bool:
@@ -123,6 +124,7 @@ def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, wr
             except Exception as exc:  # one unwritable file is a row's failure, not the export's
                 report.failed += 1
                 report.notes.append(f"{rel}: {type(exc).__name__}: {exc}")
+                report.errors[row["clip_id"]] = f"{type(exc).__name__}: {exc}"
                 continue
             state[rel] = tag
             outputs[row["clip_id"]] = rel

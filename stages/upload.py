@@ -119,9 +119,13 @@ class UploadStage(Stage):
                          + "; ".join(report.notes[-3:]))
         paths = written["output_path"].to_list()
         uploaded = pl.Series("upload_path", [f"clips/{p}" if p else None for p in paths], dtype=pl.Utf8)
-        out = rows.with_columns(uploaded)
+        # a kept clip whose file could not be written says why, instead of silently lacking a path
+        errors = pl.Series("upload_error", [f"upload: clip file not written: {report.errors[c]}"
+                                            if c in report.errors else None for c in written["clip_id"]],
+                           dtype=pl.Utf8)
+        out = rows.with_columns(uploaded, errors)
         meta_rel = f"metadata/{part_name(self.ctx.index)}.parquet"
-        atomic_write_parquet(staging / meta_rel, written.drop("output_path").with_columns(uploaded))
+        atomic_write_parquet(staging / meta_rel, written.drop("output_path").with_columns(uploaded, errors))
         files = [(f"clips/{p}", staging / "clips" / p) for p in sorted(set(p for p in paths if p))]
         files.append((meta_rel, staging / meta_rel))  # last: its presence says the index is complete
         if self.cfg.target_repo:

@@ -126,3 +126,20 @@ def test_upload_to_a_directory_encodes_at_the_training_size(tmp_path):
                                capture_output=True, text=True, check=True).stdout.strip()
         assert probe == "256,256", rel
     assert pl.read_parquet(dataset / "metadata" / "part-00000.parquet")["upload_path"].drop_nulls().len() == len(uploaded)
+
+
+def test_a_clip_upload_cannot_write_says_why_in_its_row(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("cuts_6shots.mp4", "bikes.mp4"):
+        (inputs / name).write_bytes((SAMPLES / name).read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", CONFIG + "clips: {resize: '256'}\nupload: {enabled: true}\n")
+    curate("local", "-w", tmp_path / "run", "-i", inputs, "-c", cfg, "--skip-upload", "--no-progress")
+    broken = inputs / "bikes.mp4"  # same size, so the manifest still matches; no longer a video
+    broken.write_bytes(b"\0" * broken.stat().st_size)
+    doc = json.loads(curate("local", "-w", tmp_path / "run", "-c", cfg, "--no-progress", "--json").stdout)
+    table = pl.read_parquet(doc["table"]).filter(pl.col("keep"))
+    bikes, cuts = (table.filter(pl.col("relpath") == n) for n in ("bikes.mp4", "cuts_6shots.mp4"))
+    assert bikes.height and bikes["upload_path"].is_null().all()
+    assert all(e.startswith("upload: clip file not written") for e in bikes["upload_error"])
+    assert cuts["upload_path"].is_not_null().all() and cuts["upload_error"].is_null().all()
