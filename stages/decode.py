@@ -20,7 +20,8 @@ EPS = 1e-6
 
 @dataclass(frozen=True)
 class FrameNeed:
-    short_side: int = 0  # resize so the short side is this many pixels (0: native size)
+    short_side: int = 0  # resize so the short side is this many pixels (0: native size) ...
+    long_side: int = 0  # ... or so the long side is (a model that letterboxes into a square)
     color: str = "gray"  # gray | rgb | bgr
     every: int = 1  # every n-th decoded frame ...
     per_second: float | None = None  # ... or this many frames per second of video time ...
@@ -100,9 +101,12 @@ def target_size(width: int, height: int, need: FrameNeed, rotation: int) -> tupl
     if need.width and need.height:
         w, h = need.width, need.height
         return (h, w) if rotation in (90, 270) else (w, h)
-    if not need.short_side or min(width, height) <= need.short_side:
+    if need.long_side and max(width, height) > need.long_side:
+        scale = need.long_side / max(width, height)
+    elif need.short_side and min(width, height) > need.short_side:
+        scale = need.short_side / min(width, height)
+    else:
         return width, height
-    scale = need.short_side / min(width, height)
     return even(width * scale), even(height * scale)
 
 

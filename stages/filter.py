@@ -1,7 +1,8 @@
-"""filter: score every kept clip with the CPU analyzers, decoding each video once.
+"""filter: score every kept clip with the CPU analyzers, decoding each video at most once.
 
-All analyzers are fed from a single pass of the decode loop over the clips of a video (seeking
-over long gaps). Scores are stored; keep/drop is decided at export from the thresholds
+Split's decode already recorded what flash, motion, OCR and NSFW read (stages/handoff.py), so most
+clips need no decode here; the clips without a record are decoded in a single pass of the decode
+loop over the clips of a video (seeking over long gaps). Scores are stored; keep/drop is decided at export from the thresholds
 (curate.decisions), so a new threshold re-runs nothing. With `cascade: true` the expensive
 analyzers (OCR, NSFW) only run on clips that the cheap checks kept, and a skipped clip records
 which check spared the work.
@@ -9,6 +10,7 @@ which check spared the work.
 
 from __future__ import annotations
 
+from curate.decisions import first_failure
 from curate.sections import Decision, StageSection, subsections
 
 from .analyzers import all_columns, analyzer_classes, build_analyzers
@@ -62,56 +64,86 @@ class FilterStage(Stage):
             analyzer.check()
 
     def run(self, rows):
+        from .handoff import Handoff
+
+        handoff = Handoff.read(self.ctx.run.handoff_part(self.ctx.index), self.ctx.plan.config)
         passthrough, clips_ok = [], []
         for row in rows.iter_rows(named=True):
             (clips_ok if row["status"] == "ok" and row["clip_id"] else passthrough).append(row)
-        videos = by_video(clips_ok)
-        results: dict[str, dict] = {}
-        for n, (path, clips) in enumerate(videos.items(), 1):
-            self.ctx.log(f"filter[{self.ctx.index}] {n}/{len(videos)} {clips[0]['relpath']}: {len(clips)} clips")
-            results.update(self._video(path, clips))
-        out = [{**row, **results.get(row["clip_id"], {})} for clips in videos.values() for row in clips]
-        self.ctx.stats["clips_scored"] = len(results)
-        return frame(passthrough + out, {**dict(rows.schema), **all_columns(), "skipped_by": "Utf8"})
-
-    def _video(self, path: str, clips: list[dict]) -> dict[str, dict]:
-        from curate.decisions import first_failure
-
         results: dict[str, dict] = {}
         todo = []
         early_checks = basic_checks(self.cfg) if self.cfg.cascade else []
-        for clip in clips:
+        for clip in clips_ok:
             early = first_failure(early_checks, clip) if early_checks else None
-            if early:  # no decode at all for a clip that fails duration or resolution
+            if early:  # no work at all for a clip that fails duration or resolution
                 results[clip["clip_id"]] = {"skipped_by": early.split(":")[0]}
             else:
                 todo.append(clip)
-        if not todo:
-            return results
-        try:
-            for scan in scan_clips(path, todo, self.analyzers):
-                if scan.frames:
-                    results[scan.clip["clip_id"]] = self._finish()
-                else:
-                    results[scan.clip["clip_id"]] = {"status": "failed",
-                                                     "reason": "filter: no frame decoded in the clip's range"}
-        except Exception as exc:  # a decode error fails the clips not yet scored, not the task
-            for clip in todo:
-                results.setdefault(clip["clip_id"], {"status": "failed",
-                                                     "reason": f"filter decode failed: {type(exc).__name__}: {exc}"})
-        return results
+        records = {clip["clip_id"]: {a.name: handoff.get(a, clip["clip_id"]) for a in self.analyzers} for clip in todo}
+        recorded = [clip["clip_id"] for clip in todo if None not in records[clip["clip_id"]].values()]
+        self.ctx.log(f"filter[{self.ctx.index}] {len(recorded)} of {len(todo)} clips from split's records")
+        results.update(finish_recorded(self.analyzers, self.cfg, {cid: records[cid] for cid in recorded}))
+        videos = by_video([clip for clip in todo if clip["clip_id"] not in results])
+        for n, (path, clips) in enumerate(videos.items(), 1):
+            self.ctx.log(f"filter[{self.ctx.index}] decoding {n}/{len(videos)} {clips[0]['relpath']}: {len(clips)} clips")
+            results.update(analyze_video(path, clips, self.analyzers, self.cfg, records))
+        out = [{**row, **results.get(row["clip_id"], {})} for row in clips_ok]
+        self.ctx.stats["clips_scored"] = len(results)
+        self.ctx.stats["clips_from_split"] = len(recorded)
+        return frame(passthrough + out, {**dict(rows.schema), **all_columns(), "skipped_by": "Utf8"})
 
-    def _finish(self) -> dict:
-        from curate.decisions import first_failure
 
-        out: dict = {}
-        reason = None  # clips that fail duration/resolution under the cascade never get here
-        for analyzer in self.analyzers:
-            if self.cfg.cascade and reason and analyzer.cost >= EXPENSIVE_COST:
-                out.setdefault("skipped_by", reason.split(":")[0])
-                continue
-            result = analyzer.end()
-            out.update(result)
-            if self.cfg.cascade and reason is None:
-                reason = first_failure(analyzer.checks(), result)
-        return out
+def finish_recorded(analyzers: list, cfg, records: dict[str, dict]) -> dict[str, dict]:
+    """Columns of the clips split recorded everything for: analyzer by analyzer, cheapest first,
+    each over all the clips at once (models batch across clips); the cascade as in `finish`."""
+    out: dict[str, dict] = {clip_id: {} for clip_id in records}
+    reasons: dict[str, str] = {}
+    for analyzer in analyzers:
+        todo = []
+        for clip_id in records:
+            if cfg.cascade and clip_id in reasons and analyzer.cost >= EXPENSIVE_COST:
+                out[clip_id].setdefault("skipped_by", reasons[clip_id].split(":")[0])
+            else:
+                todo.append(clip_id)
+        for clip_id, columns in zip(todo, analyzer.from_records([records[c][analyzer.name] for c in todo])):
+            out[clip_id].update(columns)
+            if cfg.cascade and clip_id not in reasons and (reason := first_failure(analyzer.checks(), columns)):
+                reasons[clip_id] = reason
+    return out
+
+
+def analyze_video(path: str, clips: list[dict], analyzers: list, cfg, records: dict[str, dict]) -> dict[str, dict]:
+    """The filter columns of one video's clips from one decode of them (each analyzer that has a
+    record of a clip uses it instead)."""
+    results: dict[str, dict] = {}
+    # Only the analyzers some of these clips have no record for are fed.
+    consumers = [a for a in analyzers if any(records[c["clip_id"]][a.name] is None for c in clips)]
+    try:
+        for scan in scan_clips(path, clips, consumers):
+            if scan.frames:
+                results[scan.clip["clip_id"]] = finish(analyzers, cfg, records[scan.clip["clip_id"]])
+            else:
+                results[scan.clip["clip_id"]] = {"status": "failed",
+                                                 "reason": "filter: no frame decoded in the clip's range"}
+    except Exception as exc:  # a decode error fails the clips not yet scored, not the task
+        for clip in clips:
+            results.setdefault(clip["clip_id"], {"status": "failed",
+                                                 "reason": f"filter decode failed: {type(exc).__name__}: {exc}"})
+    return results
+
+
+def finish(analyzers: list, cfg, records: dict) -> dict:
+    """One decoded clip's columns, cheapest analyzer first: from its record, or from what the
+    decode fed it."""
+    out: dict = {}
+    reason = None  # clips that fail duration/resolution under the cascade never get here
+    for analyzer in analyzers:
+        if cfg.cascade and reason and analyzer.cost >= EXPENSIVE_COST:
+            out.setdefault("skipped_by", reason.split(":")[0])
+            continue
+        record = records.get(analyzer.name)
+        result = analyzer.from_records([record])[0] if record is not None else analyzer.end()
+        out.update(result)
+        if cfg.cascade and reason is None:
+            reason = first_failure(analyzer.checks(), result)
+    return out

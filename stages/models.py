@@ -8,13 +8,14 @@ the task in `check()`, before any work, with a message that says what to do.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from curate.errors import CurateError
 
 from .analyzers.base import Analyzer
 
 _MODELS: dict[tuple, Any] = {}
+JPEG_QUALITY = 95
 
 
 def cached_model(key: tuple, build: Callable[[], Any]) -> Any:
@@ -92,6 +93,51 @@ class ModelAnalyzer(Analyzer):
         It has `wants(ordinal)`, `take(ordinal, image)` and `items()`; only wanted frames are converted."""
         return None
 
+    # Whether split's decode may record this consumer's inputs (`item` of each grid sample, packed),
+    # so its stage need not decode: for models fed plain sampled frames (not their own clip_sampler).
+    recordable: ClassVar[bool] = False
+
+    def item(self, frame) -> Any:
+        """One model input from one sampled frame."""
+        return self.preprocess(frame.image(self.need))
+
+    def pack(self, item) -> bytes:
+        """An input as bytes for split's record (a BGR or grey image: JPEG at quality 95)."""
+        import cv2
+
+        ok, data = cv2.imencode(".jpg", item, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise ValueError("could not encode a sampled frame")
+        return data.tobytes()
+
+    def unpack(self, data: bytes) -> Any:
+        import cv2
+        import numpy as np
+
+        flag = cv2.IMREAD_GRAYSCALE if self.need.color == "gray" else cv2.IMREAD_COLOR
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+
+    def recorder(self, grid_s: float):
+        from .handoff import GridRecorder
+
+        return GridRecorder(self, grid_s) if self.recordable else None
+
+    def unpack_all(self, packed: list[bytes]) -> list:
+        return [self.unpack(data) for data in packed]
+
+    def from_records(self, records: list) -> list[dict[str, Any]]:
+        """Batches across all the clips' records (one model at a time keeps onnxruntime's threads
+        from fighting over the cores), unpacking one batch at a time."""
+        packed = [data for record in records for data in record.items]
+        outputs: list = []
+        for start in range(0, len(packed), self.batch_size):
+            outputs += self.infer(self.unpack_all(packed[start:start + self.batch_size]))
+        results, at = [], 0
+        for record in records:
+            results.append(self.summarize(outputs[at:at + len(record.items)]))
+            at += len(record.items)
+        return results
+
     def begin(self, clip: dict) -> None:
         self.items: list = []
         self.ordinal = 0
@@ -99,7 +145,7 @@ class ModelAnalyzer(Analyzer):
 
     def feed(self, frame) -> None:
         if self.sampler is None:
-            self.items.append(self.preprocess(frame.image(self.need)))
+            self.items.append(self.item(frame))
         elif self.sampler.wants(self.ordinal):
             self.sampler.take(self.ordinal, frame.image(self.need))
         self.ordinal += 1
@@ -110,9 +156,11 @@ class ModelAnalyzer(Analyzer):
         self.items, self.sampler = [], None
         return items
 
-    def end(self) -> dict[str, Any]:
-        items = self.collected()
+    def run_items(self, items: list) -> dict[str, Any]:
         outputs: list = []
         for start in range(0, len(items), self.batch_size):
             outputs += self.infer(items[start:start + self.batch_size])
         return self.summarize(outputs)
+
+    def end(self) -> dict[str, Any]:
+        return self.run_items(self.collected())

@@ -2,7 +2,8 @@
 
 It scores the clips that the earlier stages' thresholds keep (`only_kept`; those thresholds then
 belong to its fingerprint), stores every score, and leaves keep/drop to export (`min`/`max` per
-scorer). One decode per video, in a producer thread: the decode loop feeds each scorer its frames, which
+scorer). Scorers whose inputs split's decode recorded (quality) read them from its handoff (stages/handoff.py);
+the others get one decode per video, in a producer thread: the decode loop feeds each scorer its frames, which
 it preprocesses on the CPU (`feed`/`collected`) into a bounded queue of clips, so the GPU never waits on a
 decode and memory stays bounded by `queue_clips` and the batch sizes. The consumer batches each
 scorer's frames across clips (`batch_size`) and runs up to `workers` scorers at once (scorers on
@@ -99,6 +100,9 @@ class ScoreStage(Stage):
         return frame(out, {**dict(rows.schema), **columns})
 
     def _score(self, clips: list[dict]) -> dict[str, dict]:
+        from .handoff import Handoff
+
+        recorded = Handoff.read(self.ctx.run.handoff_part(self.ctx.index), self.ctx.plan.config)
         videos = by_video(clips)
         results: dict[str, dict] = defaultdict(dict)
         if not clips:
@@ -106,6 +110,7 @@ class ScoreStage(Stage):
         handoff: queue.Queue = queue.Queue(maxsize=self.cfg.queue_clips)
         stop = threading.Event()
         decode_s = [0.0]
+        crashed: list[BaseException] = []  # a bug in the producer fails the task instead of scoring nothing
 
         def put(item) -> None:
             while not stop.is_set():
@@ -120,18 +125,29 @@ class ScoreStage(Stage):
                 for n, (path, video_clips) in enumerate(videos.items(), 1):
                     self.ctx.log(f"score[{self.ctx.index}] {n}/{len(videos)} {video_clips[0]['relpath']}: "
                                  f"{len(video_clips)} clips")
+                    records = {c["clip_id"]: [recorded.get(s, c["clip_id"]) for s in self.scorers] for c in video_clips}
+                    live = [c for c in video_clips if None in records[c["clip_id"]]]
+                    fed = [s for i, s in enumerate(self.scorers) if any(records[c["clip_id"]][i] is None for c in live)]
+                    for clip in video_clips:  # split recorded every scorer's inputs: no decode
+                        if None not in records[clip["clip_id"]]:
+                            put(("clip", clip["clip_id"], 1, [s.unpack_all(r.items) for s, r in
+                                                               zip(self.scorers, records[clip["clip_id"]])]))
                     sent: set[str] = set()
                     started = time.perf_counter()
                     try:
-                        for scan in scan_clips(path, video_clips, self.scorers, self.cfg.decode_threads):
+                        for scan in scan_clips(path, live, fed, self.cfg.decode_threads) if live else ():
                             decode_s[0] += time.perf_counter() - started
-                            put(("clip", scan.clip["clip_id"], scan.frames, [s.collected() for s in self.scorers]))
+                            items = [s.collected() if r is None else s.unpack_all(r.items)
+                                     for s, r in zip(self.scorers, records[scan.clip["clip_id"]])]
+                            put(("clip", scan.clip["clip_id"], scan.frames, items))
                             sent.add(scan.clip["clip_id"])
                             started = time.perf_counter()
                     except Exception as exc:  # a broken file fails its unscored clips, not the task
-                        for clip in video_clips:
+                        for clip in live:
                             if clip["clip_id"] not in sent:
                                 put(("failed", clip["clip_id"], f"score decode failed: {type(exc).__name__}: {exc}"))
+            except BaseException as exc:
+                crashed.append(exc)
             finally:
                 put(None)
 
@@ -161,6 +177,8 @@ class ScoreStage(Stage):
                     results[clip_id] = {"status": "failed", "reason": "score: no frame decoded in the clip's range"}
                     continue
                 each(lambda b, _items=dict(zip(batchers, items)), _id=clip_id: b.add(_id, _items[b]))
+            if crashed:
+                raise crashed[0]
             each(lambda b: b.flush())
         finally:
             stop.set()

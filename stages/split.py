@@ -109,14 +109,15 @@ class FrameTimes:
         return self.times
 
 
-def detect_shots(path: str, cfg, width: int, height: int, fps: float) -> Shots:
-    """One decode of the whole video feeds the shot detector and the flash guard."""
+def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders: list = ()) -> Shots:
+    """One decode of the whole video feeds the shot detector, the flash guard and the recorders of
+    later stages (stages/handoff.py)."""
     from .decode import scan_clips
     from .shots import FlashGuard
 
     detector = make_detector(cfg, width, height, fps)
     clock = FrameTimes()
-    consumers = [clock, detector]
+    consumers = [clock, detector, *recorders]
     guard = None
     if cfg.flash_guard:
         guard = FlashGuard(cfg.flash_max_frames, cfg.flash_brightness_delta)
@@ -167,7 +168,11 @@ class SplitStage(Stage):
             load_transnet(self.cfg.device)  # missing package or weights stop the task before any work
 
     def run(self, rows):
+        from . import handoff
+
         out: list[dict] = []
+        self.recorders = [] if self.cfg.kind == "none" else handoff.recorders(self.ctx.plan.config, self.ctx.plan.stages)
+        self.records: list[dict] = []
         videos = list(rows.iter_rows(named=True))
         for n, video in enumerate(videos, 1):
             if video["status"] != "ok":
@@ -175,6 +180,8 @@ class SplitStage(Stage):
                 continue
             self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
             out += self._clips(video)
+        handoff.write(self.ctx.run.handoff_part(self.ctx.index), self.records)
+        self.ctx.stats["records"] = len(self.records)
         clips = [r for r in out if r.get("clip_id")]
         self.ctx.stats["clips_ok"] = sum(r["status"] == "ok" for r in clips)
         self.ctx.stats["clip_seconds"] = round(sum(r["clip_duration_s"] for r in clips if r["status"] == "ok"), 3)
@@ -186,7 +193,8 @@ class SplitStage(Stage):
         if self.cfg.kind == "none":
             return self._whole(video, base, fps)
         try:
-            shots = detect_shots(video["path"], self.cfg, video["width"], video["height"], fps)
+            shots = detect_shots(video["path"], self.cfg, video["width"], video["height"], fps,
+                                 [recorder for _, recorder, _ in self.recorders])
         except Exception as exc:  # a broken file must not kill the task
             return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}]
         # A truncated or corrupt file decodes fewer frames than its header promises: keep the clips
@@ -205,7 +213,18 @@ class SplitStage(Stage):
                 if self.cfg.cut and not drop:
                     row.update(self._cut(video["path"], row))
                 rows.append(row)
+        self._record([r for r in rows if r["status"] == "ok"])
         return rows
+
+    def _record(self, clips: list[dict]) -> None:
+        """What the filter and score stages would decode again, from this decode (stages/handoff.py)."""
+        from .handoff import row
+
+        for consumer, recorder, settings in self.recorders:
+            for clip in clips:
+                record = recorder.for_clip(clip)
+                if record is not None:
+                    self.records.append(row(clip["clip_id"], consumer, settings, record))
 
     def _whole(self, video: dict, base: dict, fps: float) -> list[dict]:
         """kind none: the whole video is one shot, from its probe (no decode); min_s / max_s still apply."""

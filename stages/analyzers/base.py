@@ -41,6 +41,19 @@ class Analyzer:
     def end(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    @property
+    def key(self) -> str:
+        return f"filter.{self.name}"
+
+    def recorder(self, grid_s: float):
+        """A consumer for split's decode whose `for_clip(clip)` gives this analyzer's Record of a
+        clip (stages/handoff.py), so the filter stage need not decode; None: it decodes there."""
+        return None
+
+    def from_records(self, records: list) -> list[dict[str, Any]]:
+        """Each clip's columns from the Record split made of it (instead of begin/feed/end)."""
+        return [record.columns for record in records]
+
     def checks(self) -> list:
         """The thresholds of this analyzer as curate.decisions.Check expressions (none: record only)."""
         return []

@@ -68,14 +68,20 @@ class FlashAnalyzer(Analyzer):
         self.times.append(frame.time)
 
     def end(self):
-        if len(self.luma) < 2:
+        return self.summarize(self.luma, self.times)
+
+    def summarize(self, luma: list[float], times: list[float]) -> dict:
+        if len(luma) < 2:
             return {"flash_ratio": 0.0, "flash_events": 0}
         count = events = 0
-        for start, stop in runs(self.times):  # bursts of a long clip are checked one by one, never across a gap
-            found = flash_frames(self.luma[start:stop], self.cfg.brightness_delta,
+        for start, stop in runs(times):  # bursts of a long clip are checked one by one, never across a gap
+            found = flash_frames(luma[start:stop], self.cfg.brightness_delta,
                                  max(1, self.cfg.return_frames // self.cfg.sample_stride))
             count, events = count + found[0], events + found[1]
-        return {"flash_ratio": round(count / len(self.luma), 4), "flash_events": events}
+        return {"flash_ratio": round(count / len(luma), 4), "flash_events": events}
+
+    def recorder(self, grid_s: float):
+        return FlashRecorder(self)
 
     def checks(self):
         from curate.decisions import above
@@ -83,3 +89,32 @@ class FlashAnalyzer(Analyzer):
         if self.cfg.record_only:
             return []
         return [above("flash", "flash_ratio", self.cfg.max_flash_ratio, "max_flash_ratio")]
+
+
+class FlashRecorder:
+    """Split's decode keeps every frame's brightness; a clip then picks its frames as the live
+    sampler would (stride, bursts) and gets its columns without another decode."""
+
+    need = FrameNeed()
+
+    def __init__(self, analyzer: FlashAnalyzer):
+        self.analyzer = analyzer
+
+    def begin(self, clip):
+        self.luma: list[float] = []
+        self.times: list[float] = []
+
+    def feed(self, frame):
+        self.luma.append(frame.mean_luma())
+        self.times.append(frame.time)
+
+    def end(self):
+        return None
+
+    def for_clip(self, clip: dict):
+        from ..handoff import Record, pick_frames
+
+        chosen = pick_frames(self.times, clip, self.analyzer.need)
+        if not chosen:
+            return None
+        return Record(columns=self.analyzer.summarize([self.luma[i] for i in chosen], [self.times[i] for i in chosen]))

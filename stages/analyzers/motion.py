@@ -13,13 +13,14 @@ Frame pairs (a frame and its successor) are sampled at a set rate at reduced siz
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import Field
 
 from curate.sections import Decision, Section
 
-from ..decode import FrameNeed
+from ..decode import EPS, FrameNeed
 from .base import Analyzer
 
 REFERENCE_SHORT_SIDE = 360  # motion_px is pixels per frame as if the clip were 360 px high (640x360)
@@ -63,10 +64,9 @@ class MotionAnalyzer(Analyzer):
         return self._flow
 
     def begin(self, clip):
-        self.pending = self.last_sample = None
-        self.magnitudes: list[float] = []
-        self.sample_changes: list[float] = []  # between consecutive samples
-        self.pair_changes: list[float] = []  # within each pair (for clips with one sample)
+        self.pending = self.pending_time = self.last_sample = None
+        # (time, flow magnitude, change within the pair, change since the last sample, successor's time)
+        self.samples: list[tuple] = []
         self.shape = None
 
     @staticmethod
@@ -79,27 +79,35 @@ class MotionAnalyzer(Analyzer):
         import numpy as np
 
         image = frame.image(self.need)
-        if self.pending is None:  # a sample: compare with the one before
-            if self.last_sample is not None and self.last_sample.shape == image.shape:
-                self.sample_changes.append(self.changed(self.last_sample, image))
-            self.pending = self.last_sample = image
+        if self.pending is None:  # a sample: wait for its successor
+            self.pending, self.pending_time = image, frame.time
             return
+        since_last = None
+        if self.last_sample is not None and self.last_sample.shape == self.pending.shape:
+            since_last = self.changed(self.last_sample, self.pending)
         flow = self.flow()(self.pending, image)
-        self.magnitudes.append(float(np.sqrt((flow ** 2).sum(axis=2)).mean()))
-        self.pair_changes.append(self.changed(self.pending, image))
-        self.shape = image.shape
-        self.pending = None
+        self.samples.append((self.pending_time, float(np.sqrt((flow ** 2).sum(axis=2)).mean()),
+                             self.changed(self.pending, image), since_last, frame.time))
+        self.shape, self.last_sample, self.pending = image.shape, self.pending, None
 
     def end(self):
-        if not self.magnitudes:
+        return self.summarize(self.samples, [s[3] for s in self.samples if s[3] is not None], self.shape)
+
+    def summarize(self, pairs: list[tuple], sample_changes: list[float], shape) -> dict:
+        """Columns from the measured pairs (time, flow magnitude, change within the pair, ...) and the
+        changes between consecutive samples (a clip with one sample falls back to its pair's change)."""
+        if not pairs:
             return {"motion_score": None, "motion_px": None, "motion_area": None, "motion_pairs": 0}
-        height, width = self.shape[:2]
-        mean = sum(self.magnitudes) / len(self.magnitudes)
-        changes = sorted(self.sample_changes or self.pair_changes)
+        height, width = shape[:2]
+        mean = sum(p[1] for p in pairs) / len(pairs)
+        changes = sorted(sample_changes or [p[2] for p in pairs])
         return {"motion_score": round(mean / math.hypot(width, height), 6),
                 "motion_px": round(mean * REFERENCE_SHORT_SIDE / min(width, height), 3),
                 "motion_area": round(changes[len(changes) // 2], 5),
-                "motion_pairs": len(self.magnitudes)}
+                "motion_pairs": len(pairs)}
+
+    def recorder(self, grid_s: float):
+        return MotionRecorder(self)
 
     def checks(self):
         from curate.decisions import above, below
@@ -114,3 +122,36 @@ class MotionAnalyzer(Analyzer):
         if self.cfg.max_score is not None:
             found.append(above("motion", "motion_score", self.cfg.max_score, "max_score", digits=4))
         return found
+
+
+class MotionRecorder:
+    """Split's decode measures pairs on a grid of the analyzer's rate from the video's start; a
+    clip takes the pairs inside it (spread over at most max_pairs, as the live sampler does) and the
+    changes between consecutive grid samples inside it, and gets its columns without another decode."""
+
+    def __init__(self, analyzer: MotionAnalyzer):
+        self.live = MotionAnalyzer(analyzer.cfg)
+        self.need = replace(self.live.need, max_samples=None)
+        self.analyzer = analyzer
+
+    def begin(self, clip):
+        self.live.begin(clip)
+
+    def feed(self, frame):
+        self.live.feed(frame)
+
+    def end(self):
+        return None
+
+    def for_clip(self, clip: dict):
+        from ..handoff import Record, pick_grid
+
+        samples = self.live.samples
+        start, end = clip["start_s"] - EPS, clip["end_s"] - EPS
+        inside = [i for i, s in enumerate(samples) if start <= s[0] and s[4] < end]  # no pair across a cut
+        if not inside:
+            return None
+        chosen = pick_grid([samples[i][0] for i in inside], clip, self.analyzer.need)
+        # Changes between consecutive grid samples inside the clip (the first looks back before it).
+        changes = [samples[i][3] for i in inside[1:] if samples[i][3] is not None]
+        return Record(columns=self.analyzer.summarize([samples[inside[i]] for i in chosen], changes, self.live.shape))

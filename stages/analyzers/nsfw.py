@@ -56,10 +56,12 @@ class NsfwAnalyzer(ModelAnalyzer):
     cost = 11
     columns = {"nsfw_score": "Float64", "nsfw_mean": "Float64"}
     Config = NsfwConfig
+    recordable = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.need = FrameNeed(short_side=320, color="bgr", fast_color=True, per_second=1.0 / cfg.sample_every_s,
+        # NudeNet pads to a square and scales that to its 320 px input: only the long side matters.
+        self.need = FrameNeed(long_side=320, color="bgr", fast_color=True, per_second=1.0 / cfg.sample_every_s,
                               max_samples=cfg.max_samples)
 
     def load(self, device):

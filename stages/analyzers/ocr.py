@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 from pydantic import Field
 
 from curate.errors import CurateError
@@ -55,6 +57,7 @@ class OcrAnalyzer(ModelAnalyzer):
     cost = 10
     columns = {"text_area_max": "Float64", "text_area_mean": "Float64", "text_boxes": "Int64", "text": "Utf8"}
     Config = OcrConfig
+    recordable = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -80,11 +83,17 @@ class OcrAnalyzer(ModelAnalyzer):
         return RapidOCR(det_limit_side_len=4096, det_limit_type="max",
                         det_use_cuda=gpu, cls_use_cuda=gpu, rec_use_cuda=gpu)
 
-    def feed(self, frame):
+    def item(self, frame):
         image = frame.image(self.need)
         # source pixels per sampled pixel (>= 1: frames are only ever scaled down)
-        scale = min(frame.source.width, frame.source.height) / min(image.shape[:2])
-        self.items.append((image, scale))
+        return image, min(frame.source.width, frame.source.height) / min(image.shape[:2])
+
+    def pack(self, item) -> bytes:
+        image, scale = item
+        return struct.pack("<f", scale) + super().pack(image)
+
+    def unpack(self, data: bytes):
+        return super().unpack(data[4:]), struct.unpack("<f", data[:4])[0]
 
     def is_text(self, box, text: str, scale: float) -> bool:
         height, length = box_size(box)

@@ -1,0 +1,172 @@
+"""What split's decode hands to the filter and score stages, so that they need not decode again.
+
+Split decodes every frame of every video. Each analyzer or scorer that can (flash, motion, OCR,
+NSFW, quality) gives split a recorder: one more consumer of that decode, keeping what it reads per
+frame or per grid sample (a brightness, a flow measure, a small JPEG, a few image statistics).
+Once split knows the clips, each recorder makes a clip's `Record`: its final columns (flash,
+motion) or its model inputs picked as the live sampler would pick them (OCR, NSFW, quality).
+Split writes the records beside its part, tagged with the settings they were made with. A later
+stage uses a record only while those settings still match, and decodes the clips it has no record
+for (split kind none, a clip between two grid samples, settings changed since split ran).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
+from typing import Any
+
+from .decode import EPS, FrameNeed, Sampler, sample_times
+
+VERSION = 1  # bump when what a recorder keeps changes meaning
+GRID_MIN_S = 0.25  # the grid of model inputs is split.min_s (every clip holds a grid sample), never finer
+
+
+@dataclass
+class Record:
+    columns: dict[str, Any] | None = None  # an analyzer's finished columns ...
+    items: list[bytes] | None = None  # ... or a model's packed inputs (ModelAnalyzer.pack)
+
+
+def grid_seconds(config) -> float:
+    """Spacing of the recorded model inputs: a clip is at least split.min_s long, so it holds one."""
+    return max(GRID_MIN_S, float(config.split.min_s))
+
+
+def settings_of(consumer, grid_s: float) -> str:
+    """What a record depends on: the consumer's settings (thresholds aside) and the grid."""
+    from curate.sections import fingerprint_fields
+
+    text = json.dumps([VERSION, grid_s, fingerprint_fields(consumer.cfg, with_decisions=False)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pick_frames(times: list[float], clip: dict, need: FrameNeed) -> list[int]:
+    """Indices of the (sorted) frame `times` inside the clip that a live sampler of `need` takes:
+    for a recording of every frame, this is exactly what the live decode would feed."""
+    start, end = float(clip.get("start_s") or 0.0), float(clip["end_s"])
+    sampler = Sampler(replace(need, pairs=False))
+    sampler.reset(clip)
+    chosen = []
+    for i in range(bisect.bisect_left(times, start - EPS), len(times)):
+        if times[i] >= end - EPS:
+            break
+        if sampler.wants(SimpleNamespace(time=times[i])):
+            chosen.append(i)
+    return chosen
+
+
+def pick_grid(times: list[float], clip: dict, need: FrameNeed) -> list[int]:
+    """Indices of the grid samples (sorted `times`) inside the clip nearest to the times a live
+    sampler of a time-based `need` would take (a rate from the clip's start, or N spread over it),
+    each grid sample at most once."""
+    start, end = float(clip.get("start_s") or 0.0), float(clip["end_s"])
+    lo, hi = bisect.bisect_left(times, start - EPS), bisect.bisect_left(times, end - EPS)
+    if lo >= hi:
+        return []
+    need = need.for_clip(clip)
+    if need.count:
+        wanted = sample_times(clip, need)
+    else:
+        step = 1.0 / need.per_second
+        wanted = [start + i * step for i in range(int((end - start) / step - EPS) + 1)]
+    chosen: list[int] = []
+    for t in wanted:
+        at = bisect.bisect_left(times, t, lo, hi)
+        nearest = min((i for i in (at - 1, at) if lo <= i < hi), key=lambda i: abs(times[i] - t))
+        if not chosen or nearest > chosen[-1]:
+            chosen.append(nearest)
+    return chosen
+
+
+class GridRecorder:
+    """A model consumer's inputs (`item`, packed) on a fixed time grid over the whole video; a clip
+    then gets the grid samples its live sampler would take."""
+
+    def __init__(self, consumer, grid_s: float):
+        self.consumer = consumer
+        self.need = replace(consumer.need, per_second=1.0 / grid_s, count=None, max_samples=None, pairs=False,
+                            burst_s=0.0)
+
+    def begin(self, clip: dict) -> None:
+        self.times: list[float] = []
+        self.items: list[bytes] = []
+
+    def feed(self, frame) -> None:
+        self.times.append(frame.time)
+        self.items.append(self.consumer.pack(self.consumer.item(frame)))
+
+    def end(self) -> None:
+        return None
+
+    def for_clip(self, clip: dict) -> Record | None:
+        chosen = pick_grid(self.times, clip, self.consumer.need)
+        return Record(items=[self.items[i] for i in chosen]) if chosen else None
+
+
+def recorders(config, stages: list[str]) -> list[tuple[Any, Any, str]]:
+    """(consumer, recorder, settings) for every enabled consumer of the later stages that records."""
+    from .analyzers import build_analyzers
+    from .scorers import build_scorers
+
+    consumers: list = []
+    if "filter" in stages:
+        consumers += build_analyzers(config.filter)
+    if "score" in stages:
+        consumers += build_scorers(config.score)
+    grid = grid_seconds(config)
+    found = []
+    for consumer in consumers:
+        recorder = consumer.recorder(grid)
+        if recorder is not None:
+            found.append((consumer, recorder, settings_of(consumer, grid)))
+    return found
+
+
+def write(path, rows: list[dict]) -> None:
+    import polars as pl
+
+    from curate.rundir import atomic_write_parquet
+
+    schema = {"clip_id": pl.Utf8, "consumer": pl.Utf8, "settings": pl.Utf8, "columns": pl.Utf8,
+              "items": pl.List(pl.Binary)}
+    if not rows:
+        path.unlink(missing_ok=True)
+        return
+    atomic_write_parquet(path, pl.DataFrame(rows, schema=schema))
+
+
+def row(clip_id: str, consumer, settings: str, record: Record) -> dict:
+    return {"clip_id": clip_id, "consumer": consumer.key, "settings": settings,
+            "columns": json.dumps(record.columns) if record.columns is not None else None,
+            "items": record.items}
+
+
+class Handoff:
+    """The records split left for one index, looked up by consumer and clip."""
+
+    def __init__(self, rows: dict[tuple[str, str], tuple[str, Record]], grid_s: float):
+        self.rows, self.grid_s = rows, grid_s
+        self._settings: dict[int, str] = {}
+
+    @classmethod
+    def read(cls, path, config) -> "Handoff":
+        rows: dict[tuple[str, str], tuple[str, Record]] = {}
+        if path.is_file():
+            import polars as pl
+
+            for r in pl.read_parquet(path).iter_rows(named=True):
+                record = Record(json.loads(r["columns"]) if r["columns"] is not None else None, r["items"])
+                rows[(r["consumer"], r["clip_id"])] = (r["settings"], record)
+        return cls(rows, grid_seconds(config))
+
+    def get(self, consumer, clip_id: str) -> Record | None:
+        found = self.rows.get((consumer.key, clip_id))
+        if found is None:
+            return None
+        if id(consumer) not in self._settings:
+            self._settings[id(consumer)] = settings_of(consumer, self.grid_s)
+        return found[1] if found[0] == self._settings[id(consumer)] else None
