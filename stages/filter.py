@@ -86,7 +86,7 @@ class FilterStage(Stage):
         videos = by_video([clip for clip in todo if clip["clip_id"] not in results])
         for n, (path, clips) in enumerate(videos.items(), 1):
             self.ctx.log(f"filter[{self.ctx.index}] decoding {n}/{len(videos)} {clips[0]['relpath']}: {len(clips)} clips")
-            results.update(analyze_video(path, clips, self.analyzers, self.cfg, records))
+            results.update(analyze_video(path, clips, self.analyzers, self.cfg, records, self.ctx.stats))
         out = [{**row, **results.get(row["clip_id"], {})} for row in clips_ok]
         self.ctx.stats["clips_scored"] = len(results)
         self.ctx.stats["clips_from_split"] = len(recorded)
@@ -112,12 +112,17 @@ def finish_recorded(analyzers: list, cfg, records: dict[str, dict]) -> dict[str,
     return out
 
 
-def analyze_video(path: str, clips: list[dict], analyzers: list, cfg, records: dict[str, dict]) -> dict[str, dict]:
+def analyze_video(path: str, clips: list[dict], analyzers: list, cfg, records: dict[str, dict],
+                  stats: dict | None = None) -> dict[str, dict]:
     """The filter columns of one video's clips from one decode of them (each analyzer that has a
     record of a clip uses it instead)."""
     results: dict[str, dict] = {}
     # Only the analyzers some of these clips have no record for are fed.
     consumers = [a for a in analyzers if any(records[c["clip_id"]][a.name] is None for c in clips)]
+    if stats is not None:  # which analyzers needed a decode, and for how many clips
+        for analyzer in consumers:
+            stats.setdefault("decoded_for", {}).setdefault(analyzer.name, 0)
+            stats["decoded_for"][analyzer.name] += len(clips)
     try:
         for scan in scan_clips(path, clips, consumers):
             if scan.frames:

@@ -22,7 +22,8 @@ from typing import Any
 from .decode import EPS, FrameNeed, Sampler, sample_times
 
 VERSION = 1  # bump when what a recorder keeps changes meaning
-GRID_MIN_S = 0.25  # the grid of model inputs is split.min_s (every clip holds a grid sample), never finer
+GRID_MIN_S = 0.25  # the grid of model inputs is never finer than this
+JITTER = 0.5  # sample k lies in [k, k + JITTER) grid steps
 
 
 @dataclass
@@ -32,8 +33,9 @@ class Record:
 
 
 def grid_seconds(config) -> float:
-    """Spacing of the recorded model inputs: a clip is at least split.min_s long, so it holds one."""
-    return max(GRID_MIN_S, float(config.split.min_s))
+    """Step of the recorded model inputs: two samples are at most (1 + JITTER) steps apart, so
+    every clip (at least split.min_s long) holds one."""
+    return max(GRID_MIN_S, float(config.split.min_s) / (1 + JITTER))
 
 
 def settings_of(consumer, grid_s: float) -> str:
@@ -82,22 +84,35 @@ def pick_grid(times: list[float], clip: dict, need: FrameNeed) -> list[int]:
     return chosen
 
 
+GOLDEN = 0.6180339887498949
+
+
 class GridRecorder:
-    """A model consumer's inputs (`item`, packed) on a fixed time grid over the whole video; a clip
-    then gets the grid samples its live sampler would take."""
+    """A model consumer's inputs (`item`, packed) on a time grid over the whole video; a clip then
+    gets the grid samples nearest the ones its live sampler would take. Sample k is taken at
+    k + JITTER x (a low-discrepancy sequence) grid steps, not on whole steps: a grid in step with
+    the encoder's keyframe interval would sample only one kind of frame (keyframes look less blocky)."""
+
+    need = FrameNeed()  # every frame passes by; only the grid samples are converted
 
     def __init__(self, consumer, grid_s: float):
-        self.consumer = consumer
-        self.need = replace(consumer.need, per_second=1.0 / grid_s, count=None, max_samples=None, pairs=False,
-                            burst_s=0.0)
+        self.consumer, self.grid_s = consumer, grid_s
+
+    def at(self, k: int) -> float:
+        return (k + JITTER * ((k * GOLDEN) % 1.0)) * self.grid_s
 
     def begin(self, clip: dict) -> None:
         self.times: list[float] = []
         self.items: list[bytes] = []
+        self.next = 0
 
     def feed(self, frame) -> None:
+        if frame.time < self.at(self.next) - EPS:
+            return
         self.times.append(frame.time)
         self.items.append(self.consumer.pack(self.consumer.item(frame)))
+        while self.at(self.next) <= frame.time + EPS:
+            self.next += 1
 
     def end(self) -> None:
         return None
