@@ -10,7 +10,7 @@ index's metadata in the target means all of its clips are there.
 
 A rerun uploads only what the target lacks: a file it already has with the same size and hash is
 skipped, so an interrupted upload resumes without duplicates. `cleanup_after_upload` deletes the
-index's downloads, extracted media and clip files once every commit is confirmed.
+index's downloads, extracted media, clip files and split's records once every commit is confirmed.
 """
 
 from __future__ import annotations
@@ -188,4 +188,5 @@ class UploadStage(Stage):
         run, index = self.ctx.run, self.ctx.index
         for folder in (run.downloads_dir(index), run.media_dir(index), run.clips_dir(index), staging):
             shutil.rmtree(folder, ignore_errors=True)
-        self.ctx.log(f"upload[{index}] cleaned up downloads, extracted media and clip files")
+        run.handoff_part(index).unlink(missing_ok=True)  # split's sampled frames, read by filter and score
+        self.ctx.log(f"upload[{index}] cleaned up downloads, extracted media, clip files and split's records")
