@@ -49,7 +49,8 @@ def test_motion_still_vs_pan():
 
 def test_motion_separates_frozen_and_still_frames_from_a_fixed_camera_on_people(tmp_path):
     """Static means nothing moves: a held photo and a real frozen stretch are static; a real fixed
-    camera on a cat, and a person talking in a small part of an otherwise still frame, are not."""
+    camera on a cat, a real fixed camera on two people in a room, and a person talking in a small
+    part of an otherwise still frame, are not."""
     from curate.decisions import first_failure
     from stages.analyzers.motion import MotionAnalyzer
 
@@ -69,10 +70,14 @@ def test_motion_separates_frozen_and_still_frames_from_a_fixed_camera_on_people(
     frozen, frozen_fails = measure(DATA / "mma_armwrestle_corrupt.mp4", 231 / 28, 266 / 28)  # frozen 230-267
     cat, cat_fails = measure(DATA / "katna_cat_static.mp4")
     talk, talk_fails = measure(talking)
+    people, people_fails = measure(DATA / "mma_skeleton_fixed_camera.mp4")
     assert still["motion_area"] == frozen["motion_area"] == 0
     assert still_fails.startswith("motion: static clip") and frozen_fails.startswith("motion: static clip")
     assert cat_fails is None and cat["motion_area"] > 0.05
     assert talk_fails is None and 0.005 < talk["motion_area"] < 0.05
+    assert people_fails is None and people["motion_area"] > 0.01
+    # the old static rule (mean flow, motion_score < 0.0005) dropped real footage of people under a fixed camera
+    assert people["motion_score"] < 0.0005
     # the mean flow of the talking clip is below what the old static rule (motion_score < 0.0005) allowed
     assert talk["motion_score"] < 0.0005 and talk["motion_px"] < 0.1
 
