@@ -84,6 +84,25 @@ def pick_grid(times: list[float], clip: dict, need: FrameNeed) -> list[int]:
     return chosen
 
 
+class WholeVideoRecorder:
+    """A fresh instance of an analyzer fed the whole video (split's decode) under `need`; a
+    subclass makes each clip's Record from what that instance kept (`for_clip`)."""
+
+    def __init__(self, analyzer, need: FrameNeed):
+        self.analyzer = analyzer
+        self.live = type(analyzer)(analyzer.cfg)
+        self.need = need
+
+    def begin(self, clip: dict) -> None:
+        self.live.begin(clip)
+
+    def feed(self, frame) -> None:
+        self.live.feed(frame)
+
+    def end(self) -> None:
+        return None
+
+
 GOLDEN = 0.6180339887498949
 
 

@@ -7,6 +7,7 @@ from pydantic import Field
 from curate.sections import Decision, Section
 
 from ..decode import FrameNeed
+from ..handoff import Record, WholeVideoRecorder, pick_frames
 from .base import Analyzer
 
 
@@ -91,30 +92,16 @@ class FlashAnalyzer(Analyzer):
         return [above("flash", "flash_ratio", self.cfg.max_flash_ratio, "max_flash_ratio")]
 
 
-class FlashRecorder:
+class FlashRecorder(WholeVideoRecorder):
     """Split's decode keeps every frame's brightness; a clip then picks its frames as the live
     sampler would (stride, bursts) and gets its columns without another decode."""
 
-    need = FrameNeed()
-
     def __init__(self, analyzer: FlashAnalyzer):
-        self.analyzer = analyzer
-
-    def begin(self, clip):
-        self.luma: list[float] = []
-        self.times: list[float] = []
-
-    def feed(self, frame):
-        self.luma.append(frame.mean_luma())
-        self.times.append(frame.time)
-
-    def end(self):
-        return None
+        super().__init__(analyzer, FrameNeed())  # every frame, whatever the stride: a clip applies it
 
     def for_clip(self, clip: dict):
-        from ..handoff import Record, pick_frames
-
-        chosen = pick_frames(self.times, clip, self.analyzer.need)
+        times, luma = self.live.times, self.live.luma
+        chosen = pick_frames(times, clip, self.analyzer.need)
         if not chosen:
             return None
-        return Record(columns=self.analyzer.summarize([self.luma[i] for i in chosen], [self.times[i] for i in chosen]))
+        return Record(columns=self.analyzer.summarize([luma[i] for i in chosen], [times[i] for i in chosen]))

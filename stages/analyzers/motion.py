@@ -21,6 +21,7 @@ from pydantic import Field
 from curate.sections import Decision, Section
 
 from ..decode import EPS, FrameNeed
+from ..handoff import Record, WholeVideoRecorder, pick_grid
 from .base import Analyzer
 
 REFERENCE_SHORT_SIDE = 360  # motion_px is pixels per frame as if the clip were 360 px high (640x360)
@@ -124,28 +125,15 @@ class MotionAnalyzer(Analyzer):
         return found
 
 
-class MotionRecorder:
+class MotionRecorder(WholeVideoRecorder):
     """Split's decode measures pairs on a grid of the analyzer's rate from the video's start; a
-    clip takes the pairs inside it (spread over at most max_pairs, as the live sampler does) and the
+    clip takes the pairs inside it nearest the live sample times (at most max_pairs) and the
     changes between consecutive grid samples inside it, and gets its columns without another decode."""
 
     def __init__(self, analyzer: MotionAnalyzer):
-        self.live = MotionAnalyzer(analyzer.cfg)
-        self.need = replace(self.live.need, max_samples=None)
-        self.analyzer = analyzer
-
-    def begin(self, clip):
-        self.live.begin(clip)
-
-    def feed(self, frame):
-        self.live.feed(frame)
-
-    def end(self):
-        return None
+        super().__init__(analyzer, replace(analyzer.need, max_samples=None))
 
     def for_clip(self, clip: dict):
-        from ..handoff import Record, pick_grid
-
         samples = self.live.samples
         start, end = clip["start_s"] - EPS, clip["end_s"] - EPS
         inside = [i for i, s in enumerate(samples) if start <= s[0] and s[4] < end]  # no pair across a cut
