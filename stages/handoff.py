@@ -141,6 +141,36 @@ class GridRecorder:
         return Record(items=[self.items[i] for i in chosen]) if chosen else None
 
 
+class Guarded:
+    """A recorder whose failure costs only its own records (the later stage then decodes those
+    clips itself, and reports any error there), never split's shots."""
+
+    def __init__(self, recorder):
+        self.recorder, self.need, self.error = recorder, recorder.need, None
+
+    def begin(self, clip: dict) -> None:
+        self.error = None
+        self.recorder.begin(clip)
+
+    def feed(self, frame) -> None:
+        if self.error is None:
+            try:
+                self.recorder.feed(frame)
+            except Exception as exc:  # noqa: BLE001 - any failure only drops this recorder's records
+                self.error = exc
+
+    def end(self) -> None:
+        return None
+
+    def for_clip(self, clip: dict) -> Record | None:
+        if self.error is not None:
+            return None
+        try:
+            return self.recorder.for_clip(clip)
+        except Exception:  # noqa: BLE001
+            return None
+
+
 def recorders(config, stages: list[str]) -> list[tuple[Any, Any, str]]:
     """(consumer, recorder, settings) for every enabled consumer of the later stages that records."""
     from .analyzers import build_analyzers
@@ -156,7 +186,7 @@ def recorders(config, stages: list[str]) -> list[tuple[Any, Any, str]]:
     for consumer in consumers:
         recorder = consumer.recorder(grid)
         if recorder is not None:
-            found.append((consumer, recorder, settings_of(consumer, grid)))
+            found.append((consumer, Guarded(recorder), settings_of(consumer, grid)))
     return found
 
 

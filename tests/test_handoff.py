@@ -117,3 +117,23 @@ def test_grid_samples_nearest_the_live_sample_times():
     assert [grid[i] for i in pick_grid(grid, {"start_s": 0.0, "end_s": 8.0}, FrameNeed(count=4))] == [1.0, 3.0, 5.0, 7.0]
     # a clip between two grid samples has none: it is decoded instead
     assert pick_grid(grid, {"start_s": 3.2, "end_s": 3.9}, FrameNeed(per_second=0.5)) == []
+
+
+def test_a_failing_recorder_costs_its_records_not_the_shots(monkeypatch):
+    import stages.scorers.quality as quality
+    from curate.config import validate_config
+    from stages import handoff
+    from stages.split import detect_shots
+
+    def broken(gray):
+        raise RuntimeError("a bug in a recorder")
+
+    monkeypatch.setattr(quality, "frame_measures", broken)
+    config = validate_config({})
+    found = handoff.recorders(config, ["filter", "score"])
+    shots = detect_shots(str(SAMPLES / "cuts_6shots.mp4"), config.split, 640, 360, 25.0, [r for _, r, _ in found])
+    assert [a for a, _ in shots.ranges] == [0, 60, 120, 170, 230, 275]
+    clip = {"start_s": 2.4, "end_s": 4.8}
+    records = {consumer.key: recorder.for_clip(clip) for consumer, recorder, _ in found}
+    assert records["score.quality"] is None  # the score stage decodes this clip itself
+    assert all(records[k] is not None for k in ("filter.flash", "filter.motion", "filter.ocr", "filter.nsfw"))
