@@ -66,7 +66,7 @@ class FilterStage(Stage):
     def run(self, rows):
         from .handoff import Handoff
 
-        handoff = Handoff.read(self.ctx.run.handoff_part(self.ctx.index), self.ctx.plan.config)
+        handoff = Handoff.read(self.ctx.run.handoff_part(self.ctx.index), self.ctx.plan.config, self.analyzers)
         passthrough, clips_ok = [], []
         for row in rows.iter_rows(named=True):
             (clips_ok if row["status"] == "ok" and row["clip_id"] else passthrough).append(row)

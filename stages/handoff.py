@@ -217,12 +217,14 @@ class Handoff:
         self._settings: dict[int, str] = {}
 
     @classmethod
-    def read(cls, path, config) -> "Handoff":
+    def read(cls, path, config, consumers: list) -> "Handoff":
+        """The records of these consumers only (a stage never loads another stage's images)."""
         rows: dict[tuple[str, str], tuple[str, Record]] = {}
-        if path.is_file():
+        keys = [consumer.key for consumer in consumers]
+        if path.is_file() and keys:
             import polars as pl
 
-            for r in pl.read_parquet(path).iter_rows(named=True):
+            for r in pl.scan_parquet(path).filter(pl.col("consumer").is_in(keys)).collect().iter_rows(named=True):
                 record = Record(json.loads(r["columns"]) if r["columns"] is not None else None, r["items"])
                 rows[(r["consumer"], r["clip_id"])] = (r["settings"], record)
         return cls(rows, grid_seconds(config))

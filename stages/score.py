@@ -102,7 +102,7 @@ class ScoreStage(Stage):
     def _score(self, clips: list[dict]) -> dict[str, dict]:
         from .handoff import Handoff
 
-        recorded = Handoff.read(self.ctx.run.handoff_part(self.ctx.index), self.ctx.plan.config)
+        recorded = Handoff.read(self.ctx.run.handoff_part(self.ctx.index), self.ctx.plan.config, self.scorers)
         videos = by_video(clips)
         results: dict[str, dict] = defaultdict(dict)
         if not clips:
