@@ -93,23 +93,31 @@ class FilterStage(Stage):
         return frame(passthrough + out, {**dict(rows.schema), **all_columns(), "skipped_by": "Utf8"})
 
 
-def finish_recorded(analyzers: list, cfg, records: dict[str, dict]) -> dict[str, dict]:
-    """Columns of the clips split recorded everything for: analyzer by analyzer, cheapest first,
-    each over all the clips at once (models batch across clips); the cascade as in `finish`."""
-    out: dict[str, dict] = {clip_id: {} for clip_id in records}
+def cascade(analyzers: list, cfg, clip_ids: list[str], columns_of) -> dict[str, dict]:
+    """The clips' columns, analyzer by analyzer, cheapest first (`columns_of(analyzer, clip_ids)`
+    gives them); with `cascade: true` a clip a cheaper check rejected skips the expensive ones and
+    records which check spared the work. Clips that fail duration/resolution never get here."""
+    out: dict[str, dict] = {clip_id: {} for clip_id in clip_ids}
     reasons: dict[str, str] = {}
     for analyzer in analyzers:
         todo = []
-        for clip_id in records:
+        for clip_id in clip_ids:
             if cfg.cascade and clip_id in reasons and analyzer.cost >= EXPENSIVE_COST:
                 out[clip_id].setdefault("skipped_by", reasons[clip_id].split(":")[0])
             else:
                 todo.append(clip_id)
-        for clip_id, columns in zip(todo, analyzer.from_records([records[c][analyzer.name] for c in todo])):
+        for clip_id, columns in zip(todo, columns_of(analyzer, todo) if todo else []):
             out[clip_id].update(columns)
             if cfg.cascade and clip_id not in reasons and (reason := first_failure(analyzer.checks(), columns)):
                 reasons[clip_id] = reason
     return out
+
+
+def finish_recorded(analyzers: list, cfg, records: dict[str, dict]) -> dict[str, dict]:
+    """Columns of the clips split recorded everything for, each analyzer over all of them at once
+    (models batch across clips)."""
+    return cascade(analyzers, cfg, list(records),
+                   lambda analyzer, clip_ids: analyzer.from_records([records[c][analyzer.name] for c in clip_ids]))
 
 
 def analyze_video(path: str, clips: list[dict], analyzers: list, cfg, records: dict[str, dict],
@@ -125,30 +133,18 @@ def analyze_video(path: str, clips: list[dict], analyzers: list, cfg, records: d
             stats["decoded_for"][analyzer.name] += len(clips)
     try:
         for scan in scan_clips(path, clips, consumers):
+            clip_id = scan.clip["clip_id"]
             if scan.frames:
-                results[scan.clip["clip_id"]] = finish(analyzers, cfg, records[scan.clip["clip_id"]])
+                # from the clip's record where it has one, else from what the decode fed the analyzer
+                def decoded(analyzer, _ids, _records=records[clip_id]):
+                    record = _records[analyzer.name]
+                    return analyzer.from_records([record]) if record is not None else [analyzer.end()]
+
+                results.update(cascade(analyzers, cfg, [clip_id], decoded))
             else:
-                results[scan.clip["clip_id"]] = {"status": "failed",
-                                                 "reason": "filter: no frame decoded in the clip's range"}
+                results[clip_id] = {"status": "failed", "reason": "filter: no frame decoded in the clip's range"}
     except Exception as exc:  # a decode error fails the clips not yet scored, not the task
         for clip in clips:
             results.setdefault(clip["clip_id"], {"status": "failed",
                                                  "reason": f"filter decode failed: {type(exc).__name__}: {exc}"})
     return results
-
-
-def finish(analyzers: list, cfg, records: dict) -> dict:
-    """One decoded clip's columns, cheapest analyzer first: from its record, or from what the
-    decode fed it."""
-    out: dict = {}
-    reason = None  # clips that fail duration/resolution under the cascade never get here
-    for analyzer in analyzers:
-        if cfg.cascade and reason and analyzer.cost >= EXPENSIVE_COST:
-            out.setdefault("skipped_by", reason.split(":")[0])
-            continue
-        record = records.get(analyzer.name)
-        result = analyzer.from_records([record])[0] if record is not None else analyzer.end()
-        out.update(result)
-        if cfg.cascade and reason is None:
-            reason = first_failure(analyzer.checks(), result)
-    return out

@@ -69,14 +69,8 @@ def pick_grid(times: list[float], clip: dict, need: FrameNeed) -> list[int]:
     lo, hi = bisect.bisect_left(times, start - EPS), bisect.bisect_left(times, end - EPS)
     if lo >= hi:
         return []
-    need = need.for_clip(clip)
-    if need.count:
-        wanted = sample_times(clip, need)
-    else:
-        step = 1.0 / need.per_second
-        wanted = [start + i * step for i in range(int((end - start) / step - EPS) + 1)]
     chosen: list[int] = []
-    for t in wanted:
+    for t in sample_times(clip, need.for_clip(clip)):
         at = bisect.bisect_left(times, t, lo, hi)
         nearest = min((i for i in (at - 1, at) if lo <= i < hi), key=lambda i: abs(times[i] - t))
         if not chosen or nearest > chosen[-1]:
@@ -195,11 +189,11 @@ def write(path, rows: list[dict]) -> None:
 
     from curate.rundir import atomic_write_parquet
 
-    schema = {"clip_id": pl.Utf8, "consumer": pl.Utf8, "settings": pl.Utf8, "columns": pl.Utf8,
-              "items": pl.List(pl.Binary)}
     if not rows:
         path.unlink(missing_ok=True)
         return
+    schema = {"clip_id": pl.Utf8, "consumer": pl.Utf8, "settings": pl.Utf8, "columns": pl.Utf8,
+              "items": pl.List(pl.Binary)}
     atomic_write_parquet(path, pl.DataFrame(rows, schema=schema))
 
 
@@ -210,29 +204,26 @@ def row(clip_id: str, consumer, settings: str, record: Record) -> dict:
 
 
 class Handoff:
-    """The records split left for one index, looked up by consumer and clip."""
+    """The records split left for one index, of the consumers a stage runs, made with the
+    settings those consumers have now (any other record is as good as none)."""
 
-    def __init__(self, rows: dict[tuple[str, str], tuple[str, Record]], grid_s: float):
-        self.rows, self.grid_s = rows, grid_s
-        self._settings: dict[int, str] = {}
+    def __init__(self, records: dict[tuple[str, str], Record]):
+        self.records = records
 
     @classmethod
     def read(cls, path, config, consumers: list) -> "Handoff":
         """The records of these consumers only (a stage never loads another stage's images)."""
-        rows: dict[tuple[str, str], tuple[str, Record]] = {}
-        keys = [consumer.key for consumer in consumers]
-        if path.is_file() and keys:
+        grid = grid_seconds(config)
+        settings = {consumer.key: settings_of(consumer, grid) for consumer in consumers}
+        records: dict[tuple[str, str], Record] = {}
+        if path.is_file() and settings:
             import polars as pl
 
-            for r in pl.scan_parquet(path).filter(pl.col("consumer").is_in(keys)).collect().iter_rows(named=True):
-                record = Record(json.loads(r["columns"]) if r["columns"] is not None else None, r["items"])
-                rows[(r["consumer"], r["clip_id"])] = (r["settings"], record)
-        return cls(rows, grid_seconds(config))
+            current = pl.struct("consumer", "settings").is_in([{"consumer": k, "settings": v} for k, v in settings.items()])
+            for r in pl.scan_parquet(path).filter(current).collect().iter_rows(named=True):
+                columns = json.loads(r["columns"]) if r["columns"] is not None else None
+                records[(r["consumer"], r["clip_id"])] = Record(columns, r["items"])
+        return cls(records)
 
     def get(self, consumer, clip_id: str) -> Record | None:
-        found = self.rows.get((consumer.key, clip_id))
-        if found is None:
-            return None
-        if id(consumer) not in self._settings:
-            self._settings[id(consumer)] = settings_of(consumer, self.grid_s)
-        return found[1] if found[0] == self._settings[id(consumer)] else None
+        return self.records.get((consumer.key, clip_id))

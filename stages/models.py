@@ -128,10 +128,7 @@ class ModelAnalyzer(Analyzer):
     def from_records(self, records: list) -> list[dict[str, Any]]:
         """Batches across all the clips' records (one model at a time keeps onnxruntime's threads
         from fighting over the cores), unpacking one batch at a time."""
-        packed = [data for record in records for data in record.items]
-        outputs: list = []
-        for start in range(0, len(packed), self.batch_size):
-            outputs += self.infer(self.unpack_all(packed[start:start + self.batch_size]))
+        outputs = self.infer_all([data for record in records for data in record.items], self.unpack_all)
         results, at = [], 0
         for record in records:
             results.append(self.summarize(outputs[at:at + len(record.items)]))
@@ -156,11 +153,13 @@ class ModelAnalyzer(Analyzer):
         self.items, self.sampler = [], None
         return items
 
-    def run_items(self, items: list) -> dict[str, Any]:
+    def infer_all(self, items: list, prepare: Callable[[list], list] | None = None) -> list:
+        """`infer` over the items in batches of `batch_size` (each batch through `prepare` first)."""
         outputs: list = []
         for start in range(0, len(items), self.batch_size):
-            outputs += self.infer(items[start:start + self.batch_size])
-        return self.summarize(outputs)
+            batch = items[start:start + self.batch_size]
+            outputs += self.infer(prepare(batch) if prepare else batch)
+        return outputs
 
     def end(self) -> dict[str, Any]:
-        return self.run_items(self.collected())
+        return self.summarize(self.infer_all(self.collected()))

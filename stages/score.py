@@ -57,10 +57,7 @@ class Batcher:
 
     def flush(self) -> list[tuple[str, dict]]:
         started = time.perf_counter()
-        flat = [item for _, items in self.pending for item in items]
-        outputs: list = []
-        for start in range(0, len(flat), self.scorer.batch_size):
-            outputs += self.scorer.infer(flat[start:start + self.scorer.batch_size])
+        outputs = self.scorer.infer_all([item for _, items in self.pending for item in items])
         done, at = [], 0
         for clip_id, items in self.pending:
             done.append((clip_id, self.scorer.summarize(outputs[at:at + len(items)])))

@@ -12,6 +12,7 @@ Frame pairs (a frame and its successor) are sampled at a set rate at reduced siz
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import replace
 from typing import Literal
@@ -136,7 +137,12 @@ class MotionRecorder(WholeVideoRecorder):
     def for_clip(self, clip: dict):
         samples = self.live.samples
         start, end = clip["start_s"] - EPS, clip["end_s"] - EPS
-        inside = [i for i, s in enumerate(samples) if start <= s[0] and s[4] < end]  # no pair across a cut
+        first = bisect.bisect_left(samples, start, key=lambda s: s[0])
+        inside = []
+        for i in range(first, len(samples)):
+            if samples[i][4] >= end:  # a pair must end inside the clip: no pair across a cut
+                break
+            inside.append(i)
         if not inside:
             return None
         chosen = pick_grid([samples[i][0] for i in inside], clip, self.analyzer.need)
