@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --torch "$@"
 if [ -z "${SLURM_CONF:-}" ] && [ "${CURATE_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   CURATE_SLURM_DIR="$(mktemp -d /tmp/curate-slurm-test.XXXXXX)"
-  trap 'bash scripts/slurm-local-cluster.sh down "$CURATE_SLURM_DIR"' EXIT
+  trap 'bash scripts/slurm-local-cluster.sh down "$CURATE_SLURM_DIR"; rm -rf "$CURATE_SLURM_DIR"' EXIT
   # A small MaxArraySize proves that long arrays are split; its own ports leave any other cluster alone.
   MAX_ARRAY_SIZE=10 SLURM_PORT_BASE=17817 bash scripts/slurm-local-cluster.sh up "$CURATE_SLURM_DIR" >/dev/null
   export SLURM_CONF="$CURATE_SLURM_DIR/etc/slurm.conf" CURATE_REQUIRE_SLURM=1
