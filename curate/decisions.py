@@ -55,7 +55,7 @@ def run_checks(config, until: str | None = None) -> list[Check]:
             break
         section = config.stage_section(name)
         if section.enabled:
-            checks += spec.load().checks(section)
+            checks += spec.load().threshold_checks(section)
     return checks
 
 

@@ -52,7 +52,7 @@ def model_rows(config, check: bool = False) -> list[dict]:
             from .errors import CurateError
 
             try:
-                scorer.check()
+                scorer.preflight()
                 rows[-1]["loads"] = "ok"
             except CurateError as exc:
                 rows[-1]["loads"] = str(exc)

@@ -124,6 +124,8 @@ def status_document(run: RunDir, plan: Plan, scheduler: SchedulerView | None = N
     progress = {name: p for name, p in progress.items() if p is not None}
     if progress:
         doc["progress"] = progress
+        lines = {name: STAGES[name].load().progress_line(p) for name, p in progress.items()}
+        doc["progress_lines"] = {name: line for name, line in lines.items() if line}
     merge = scheduler.merge_state() if scheduler is not None and hasattr(scheduler, "merge_state") else None
     if merge is not None:
         table = run.metadata / "clips.parquet"

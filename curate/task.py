@@ -142,7 +142,7 @@ def _run_claimed(run: RunDir, plan: Plan, stage: str, index: int, fingerprint: s
         if is_done(run, stage, index, fingerprint):
             return Outcome.ALREADY_DONE
         impl = STAGES[stage].load()(ctx)
-        impl.check()
+        impl.preflight()
         rows_in = read_input(run, plan, stage, index)
         rows_out = impl.run(rows_in)
         if not claim.still_ours():

@@ -61,7 +61,7 @@ def main(argv: list[str]) -> None:
     costs: dict[str, float] = defaultdict(float)
     analyzers = [timed(a, a.name, costs) for a in build_analyzers(config.filter)]
     for analyzer in analyzers:
-        analyzer.check()
+        analyzer.preflight()
     recorders = [(a, timed(r, f"{a.name} recorder (in split)", costs, ("feed", "for_clip")), s)
                  for a, r, s in handoff.recorders(config, ["filter"])]
     by_name = {a.name: a for a in analyzers}

@@ -92,7 +92,7 @@ def main() -> None:
     print(f"{'scorer':18} {'clips/s':>8} {'frames/s':>9} {'decode+prep %':>14} {'load s':>7}")
     for scorer in build_scorers(config.score):
         started = time.perf_counter()
-        scorer.check()
+        scorer.preflight()
         load_s = time.perf_counter() - started
         batcher = Batcher(scorer)
         clips = frames = 0

@@ -8,12 +8,13 @@ for until the final table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 if TYPE_CHECKING:
     import polars as pl
 
     from curate.plan import Plan
+    from curate.plugin import ModelEntry, Resources
     from curate.rundir import RunDir
 
 
@@ -33,13 +34,18 @@ class TaskContext:
 
 
 class Stage:
+    """A stage plug-in. Everything the orchestration needs to know about it comes from the
+    class-level descriptions below, computed from its config section (`cfg`)."""
+
     name = ""
+    in_calibration: ClassVar[bool] = True  # `--calibration` runs it (it measures, it does not spend or publish)
+    publishes: ClassVar[bool] = False  # `--skip-upload` leaves it out
 
     def __init__(self, ctx: TaskContext):
         self.ctx = ctx
         self.cfg = ctx.section
 
-    def check(self) -> None:
+    def preflight(self) -> None:
         """Systemic preconditions (tools, weights); raise CurateError before any work starts."""
 
     def run(self, rows: "pl.DataFrame") -> "pl.DataFrame":
@@ -51,12 +57,44 @@ class Stage:
         return {}
 
     @classmethod
+    def columns(cls, cfg) -> dict[str, str]:
+        """The columns this stage adds (polars dtype names): calibration and the dataset card read them."""
+        return {}
+
+    @classmethod
+    def models(cls, cfg) -> list["ModelEntry"]:
+        """Every model this stage can load, enabled or not, for `curate models`."""
+        return []
+
+    @classmethod
+    def resources(cls, cfg) -> "Resources":
+        """What one task needs, from the devices its config uses; a Slurm profile only overrides it."""
+        from curate.plugin import Resources
+
+        return Resources()
+
+    @classmethod
+    def recorders(cls, cfg, grid_s: float) -> list:
+        """The consumers whose recorders split's decode feeds on this stage's behalf (stages/handoff.py)."""
+        return []
+
+    @classmethod
     def progress(cls, run, cfg) -> dict | None:
         """Work done inside this stage's unfinished tasks, for `curate status` (None: nothing to say)."""
         return None
 
     @classmethod
-    def checks(cls, cfg) -> list:
+    def progress_line(cls, progress: dict) -> str | None:
+        """`progress` as one line under the status table."""
+        return None
+
+    @classmethod
+    def outcome(cls, run, cfg) -> dict:
+        """What `curate local` reports about this stage once the run is over (e.g. where uploads went)."""
+        return {}
+
+    @classmethod
+    def threshold_checks(cls, cfg) -> list:
         """This stage's thresholds as curate.decisions.Check expressions, applied at export."""
         return []
 

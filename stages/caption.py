@@ -161,6 +161,7 @@ class FrameGrabber:
 
 class CaptionStage(Stage):
     name = "caption"
+    in_calibration = False  # it pays per clip
 
     @classmethod
     def fingerprint_inputs(cls, config) -> dict:
@@ -188,7 +189,14 @@ class CaptionStage(Stage):
         doc["cost_usd"] = round(doc["cost_usd"], 6)
         return doc
 
-    def check(self) -> None:
+    @classmethod
+    def progress_line(cls, progress: dict) -> str | None:
+        without = f" ({progress['errors']} without: see caption_error)" if progress["errors"] else ""
+        return (f"captions: {progress['captions']} of {progress['clips']} clips so far{without}; "
+                f"tokens {progress['tokens_in']:,} in / {progress['tokens_out']:,} out; "
+                f"cost reported ${progress['cost_usd']:.4f}")
+
+    def preflight(self) -> None:
         name = self.cfg.api_key_env
         self.api_key = os.environ.get(name) if name else None
         if name and not self.api_key:

@@ -35,7 +35,7 @@ class FetchConfig(StageSection):
 class FetchStage(Stage):
     name = "fetch"
 
-    def check(self) -> None:
+    def preflight(self) -> None:
         require_ffmpeg()
 
     def run(self, rows):

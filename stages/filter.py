@@ -55,13 +55,13 @@ class FilterStage(Stage):
     name = "filter"
 
     @classmethod
-    def checks(cls, cfg) -> list:
-        return basic_checks(cfg) + [c for a in build_analyzers(cfg) for c in a.checks()]
+    def threshold_checks(cls, cfg) -> list:
+        return basic_checks(cfg) + [c for a in build_analyzers(cfg) for c in a.threshold_checks()]
 
-    def check(self) -> None:
+    def preflight(self) -> None:
         self.analyzers = build_analyzers(self.cfg)
         for analyzer in self.analyzers:
-            analyzer.check()
+            analyzer.preflight()
 
     def run(self, rows):
         from .handoff import Handoff
@@ -108,7 +108,7 @@ def cascade(analyzers: list, cfg, clip_ids: list[str], columns_of) -> dict[str, 
                 todo.append(clip_id)
         for clip_id, columns in zip(todo, columns_of(analyzer, todo) if todo else []):
             out[clip_id].update(columns)
-            if cfg.cascade and clip_id not in reasons and (reason := first_failure(analyzer.checks(), columns)):
+            if cfg.cascade and clip_id not in reasons and (reason := first_failure(analyzer.threshold_checks(), columns)):
                 reasons[clip_id] = reason
     return out
 

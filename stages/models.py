@@ -3,7 +3,7 @@
 A model scorer loads its model once per process (`load(device)`, cached by key), turns each
 sampled image into a model input (`preprocess`), runs whole batches (`infer`) and reduces the
 per-frame outputs to the clip's columns (`summarize`). Missing packages, weights or devices stop
-the task in `check()`, before any work, with a message that says what to do.
+the task in `preflight()`, before any work, with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class ModelAnalyzer(Analyzer):
     def model(self) -> Any:
         return cached_model(self.model_key(), lambda: self.load(self.cfg.device))
 
-    def check(self) -> None:
+    def preflight(self) -> None:
         self.model  # noqa: B018 - loading is the check: a missing package or device stops here
 
     def preprocess(self, image) -> Any:

@@ -71,18 +71,18 @@ class ScoreStage(Stage):
     name = "score"
 
     @classmethod
-    def checks(cls, cfg) -> list:
-        return [c for s in build_scorers(cfg) for c in s.checks()]
+    def threshold_checks(cls, cfg) -> list:
+        return [c for s in build_scorers(cfg) for c in s.threshold_checks()]
 
     @classmethod
     def fingerprint_inputs(cls, config) -> dict:
         """With only_kept, which clips get scored follows the thresholds of the stages before."""
         return earlier_decisions(config, cls.name) if config.score.only_kept else {}
 
-    def check(self) -> None:
+    def preflight(self) -> None:
         self.scorers = build_scorers(self.cfg)
         for scorer in self.scorers:
-            scorer.check()
+            scorer.preflight()
 
     def run(self, rows):
         from .schema import frame

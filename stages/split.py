@@ -159,7 +159,7 @@ def cut_clip(src: str, dest: Path, start_s: float, duration_s: float, mode: str,
 class SplitStage(Stage):
     name = "split"
 
-    def check(self) -> None:
+    def preflight(self) -> None:
         if self.cfg.cut or self.cfg.kind == "none":
             require_ffmpeg()
         if self.cfg.kind == "transnetv2":

@@ -84,13 +84,19 @@ def chunks(files: list[tuple[str, Path]], limit_bytes: float) -> list[list[tuple
 
 class UploadStage(Stage):
     name = "upload"
+    in_calibration = False
+    publishes = True  # --skip-upload leaves it out
+
+    @classmethod
+    def outcome(cls, run, cfg) -> dict:
+        return {"uploaded_to": cfg.destination(run.root)}
 
     @classmethod
     def fingerprint_inputs(cls, config) -> dict:
         # What is kept (every earlier threshold) and how clips are written decide what is uploaded.
         return {"decisions": earlier_decisions(config, "upload"), "clips": config.clips.model_dump()}
 
-    def check(self) -> None:
+    def preflight(self) -> None:
         if shutil.which("ffmpeg") is None:
             raise CurateError("upload writes clips with ffmpeg: install it (apt-get install ffmpeg) or put it on PATH")
         if self.cfg.target_repo:

@@ -15,7 +15,7 @@ from stages.decode import FrameNeed, iter_frames, scan_clips
 
 def analyze(analyzer, path):
     """Feed one whole video to one analyzer as a single clip, through the decode loop the stages use."""
-    analyzer.check()
+    analyzer.preflight()
     (scan,) = scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [analyzer])
     assert scan.frames > 0
     return analyzer.end()
@@ -61,10 +61,10 @@ def test_motion_separates_frozen_and_still_frames_from_a_fixed_camera_on_people(
     motion = MotionAnalyzer(FilterConfig().motion)
 
     def measure(path, start=0.0, end=None):
-        motion.check()
+        motion.preflight()
         (scan,) = scan_clips(str(path), [{"start_s": start, "end_s": end}], [motion])
         result = motion.end()
-        return result, first_failure(motion.checks(), result)
+        return result, first_failure(motion.threshold_checks(), result)
 
     still, still_fails = measure(DATA / "still_4s.mp4")
     frozen, frozen_fails = measure(DATA / "mma_armwrestle_corrupt.mp4", 231 / 28, 266 / 28)  # frozen 230-267
@@ -130,7 +130,7 @@ def test_nsfw_scores_equal_nudenets_own_detections():
     from stages.analyzers.nsfw import NsfwAnalyzer, frame_score
 
     analyzer = NsfwAnalyzer(FilterConfig().nsfw)
-    analyzer.check()
+    analyzer.preflight()
     frames = []
     for path in (DATA / "nosubs_720p.mp4", SAMPLES / "bikes.mp4", DATA / "mma_armwrestle_corrupt.mp4"):
         frames += [f.image(analyzer.need) for f in iter_frames(str(path))][::15]

@@ -45,7 +45,7 @@ def live_columns(run):
     analyzers = build_analyzers(config.filter)
     (quality,) = build_scorers(config.score)
     for consumer in analyzers + [quality]:
-        consumer.check()
+        consumer.preflight()
     clips = pl.read_parquet(run / "stages" / "split" / "part-00000.parquet").filter(pl.col("status") == "ok").to_dicts()
     columns = {}
     for path, video_clips in by_video(clips).items():

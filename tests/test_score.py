@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 
 def score_one(scorer, path, seconds=3.0):
-    scorer.check()
+    scorer.preflight()
     (scan,) = scan_clips(str(path), [{"start_s": 0.0, "end_s": seconds}], [scorer])
     assert scan.frames > 0
     return scorer.end()

@@ -29,7 +29,7 @@ class Analyzer:
         self.cfg = cfg
         self.need: FrameNeed = FrameNeed()
 
-    def check(self) -> None:
+    def preflight(self) -> None:
         """Load models / verify packages: raise CurateError before any work."""
 
     def begin(self, clip: dict) -> None:
@@ -54,6 +54,6 @@ class Analyzer:
         """Each clip's columns from the Record split made of it (instead of begin/feed/end)."""
         return [record.columns for record in records]
 
-    def checks(self) -> list:
+    def threshold_checks(self) -> list:
         """The thresholds of this analyzer as curate.decisions.Check expressions (none: record only)."""
         return []

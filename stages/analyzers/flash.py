@@ -84,7 +84,7 @@ class FlashAnalyzer(Analyzer):
     def recorder(self, grid_s: float):
         return FlashRecorder(self)
 
-    def checks(self):
+    def threshold_checks(self):
         from curate.decisions import above
 
         if self.cfg.record_only:

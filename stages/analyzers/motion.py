@@ -111,7 +111,7 @@ class MotionAnalyzer(Analyzer):
     def recorder(self, grid_s: float):
         return MotionRecorder(self)
 
-    def checks(self):
+    def threshold_checks(self):
         from curate.decisions import above, below
 
         if self.cfg.record_only:

@@ -93,7 +93,7 @@ class NsfwAnalyzer(ModelAnalyzer):
             return {"nsfw_score": None, "nsfw_mean": None}
         return {"nsfw_score": round(max(scores), 4), "nsfw_mean": round(sum(scores) / len(scores), 4)}
 
-    def checks(self):
+    def threshold_checks(self):
         from curate.decisions import above
 
         if self.cfg.record_only:

@@ -125,7 +125,7 @@ class OcrAnalyzer(ModelAnalyzer):
         return {"text_area_max": round(max(areas), 5), "text_area_mean": round(sum(areas) / len(areas), 5),
                 "text_boxes": max(len(result) for _, result in outputs), "text": " | ".join(texts)[:500] or None}
 
-    def checks(self):
+    def threshold_checks(self):
         from curate.decisions import above
 
         if self.cfg.record_only:

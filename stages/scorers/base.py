@@ -43,7 +43,7 @@ class Scorer(ModelAnalyzer):
         """(config key, WeightsRef) of every file this scorer loads, for `curate models`."""
         return []
 
-    def checks(self):
+    def threshold_checks(self):
         from curate.decisions import above, below
 
         found = []
