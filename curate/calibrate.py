@@ -10,6 +10,7 @@ that also shows, per threshold, thumbnails of the clips just above and just belo
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import math
 import subprocess
@@ -72,14 +73,13 @@ def calibration_indices(run: RunDir, indices: list[int], wanted: int) -> list[in
 
 def score_columns(config, columns: dict) -> list[str]:
     """The score columns of this table: analyzer and scorer outputs, and every threshold's column."""
-    from stages.analyzers import all_columns
-    from stages.scorers import scorer_classes
+    from stages import STAGES
 
     from .decisions import run_checks
 
-    known = {c for c, t in all_columns().items() if t == "Float64"} | {"clip_duration_s"}
-    for cls in scorer_classes().values():
-        known |= {c for c, t in cls.columns.items() if t == "Float64"}
+    known = {c for name, spec in STAGES.items() if config.stage_section(name).enabled
+             for c, t in spec.load().columns(config.stage_section(name)).items() if t == "Float64"}
+    known -= {"start_s", "end_s", "fps", "duration_s"}  # where a clip lies, not how good it is
     known |= {c for check in run_checks(config) for c in check.columns}
     return [c for c in columns if c in known and columns[c].is_numeric()]
 
@@ -266,6 +266,28 @@ def calibrate(run: RunDir, plan: Plan, sample_size: int | None = None,
     if console is not None:
         show(report, console)
     return report
+
+
+def calibrate_locally(run: RunDir, plan: Plan, workers: int, sample_size: int, progress=contextlib.nullcontext,
+                      on_failed=None, console=None) -> CalibrationReport:
+    """Run indices in order on this machine, a batch at a time, until sample_size clips are scored; then
+    report. progress() gives a context whose value is the executor's event callback (or None); on_failed
+    gets each batch's {index: why} of failed tasks."""
+    from .executors.local import LocalExecutor
+
+    everything = list(range(plan.num_parts))
+    done: list[int] = []
+    while len(done) < len(everything):
+        have = scored_clips(run, plan, done)
+        if done and have >= sample_size:
+            break
+        batch = calibration_indices(run, [i for i in everything if i not in done], sample_size - have)
+        with progress() as on_event:
+            result = LocalExecutor(run, plan, workers, progress=on_event).execute(batch)
+        done += batch
+        if result.failed and on_failed is not None:
+            on_failed(result.failed)
+    return calibrate(run, plan, sample_size=sample_size, console=console)
 
 
 def show(report: CalibrationReport, console) -> None:

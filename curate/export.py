@@ -76,3 +76,15 @@ def summary(table) -> dict:
         "clip_hours": round(float(kept["clip_duration_s"].sum() or 0) / 3600, 4) if kept.height else 0.0,
         "by_status": by_status,
     }
+
+
+def reason_counts(table) -> dict[str, int]:
+    """Rows not kept, by the first word of their reason (flash, ocr, failed, ...)."""
+    import polars as pl
+
+    if table.is_empty() or "reason" not in table.columns:
+        return {}
+    dropped = table.filter(~pl.col("keep").fill_null(False)) if "keep" in table.columns else table
+    keys = dropped.select(pl.concat_str([pl.col("status"), pl.col("reason").fill_null("").str.extract(
+        r"^([a-z_ ]+?)(?::|$)", 1).fill_null("")], separator=": ").str.strip_chars(": ").alias("why"))
+    return {r["why"]: r["len"] for r in keys.group_by("why").len().sort("len", descending=True).to_dicts()}

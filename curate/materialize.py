@@ -33,8 +33,7 @@ def materialize(run: RunDir, table, cfg: ClipsConfig, progress=None):
     """Cut every kept clip; returns the table with `clip_path` (and failures as `failed` rows)."""
     import polars as pl
 
-    from stages.split import cut_clip
-
+    from .clipfile import cut_clip
     tag = stable_hash(cfg.model_dump())[:8]
     ext = ".webm" if cfg.codec == "libvpx-vp9" else ".mp4"
     paths, statuses, reasons = [], [], []

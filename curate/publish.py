@@ -81,8 +81,7 @@ def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, wr
     """Write the kept rows' files under out_dir; returns (table with output_path, report)."""
     import polars as pl
 
-    from stages.split import cut_clip
-
+    from .clipfile import cut_clip
     from .materialize import video_filter
 
     if mode not in COPY_MODES:

@@ -104,10 +104,6 @@ class RunDir:
     def stage_part(self, stage: str, index: int) -> Path:
         return self.root / "stages" / stage / f"{part_name(index)}.parquet"
 
-    def handoff_part(self, index: int) -> Path:
-        """What split's decode recorded for the filter and score stages (stages/handoff.py)."""
-        return self.root / "stages" / "split" / f"{part_name(index)}.handoff.parquet"
-
     def marker_dir(self, stage: str) -> Path:
         return self.root / "markers" / stage
 

@@ -133,3 +133,13 @@ def status_document(run: RunDir, plan: Plan, scheduler: SchedulerView | None = N
     if scheduler is not None and scheduler.note:
         doc["note"] = scheduler.note
     return doc
+
+
+def rerun_selection(doc: dict, stages: list[str], indices: list[int] | None) -> tuple[list[int], list[int]]:
+    """The indices a rerun of `stages` submits (the given ones, or with None every failed or blocked one)
+    and those it leaves out as still queued or running: (chosen, busy)."""
+    states = [doc["stages"][s] for s in stages]
+    if indices is None:
+        indices = sorted({int(i) for s in states for i in s["failed"]} | {i for s in states for i in s["blocked"]})
+    busy = sorted({i for s in states for i in s["running"] + s["pending"]} & set(indices))
+    return [i for i in indices if i not in busy], busy

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import markers
-from .errors import CurateError, UpstreamNotDone
+from .errors import CurateError, ExitCode, UpstreamNotDone
 from .plan import Plan, load_plan
 from .rundir import RunDir, atomic_write_parquet
 
@@ -43,7 +43,7 @@ class TaskInterrupted(BaseException):
 class RequeueLimitReached(CurateError):
     """Stopped at the time limit (or preempted) once more than slurm.max_requeues allows."""
 
-    exit_code = 99  # the sbatch script does not requeue on this code (curate.executors.slurm)
+    exit_code = ExitCode.REQUEUE_LIMIT  # the sbatch script does not requeue on this code (curate.executors.slurm)
 
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)

@@ -26,12 +26,14 @@ from bench_split import ffmpeg_decode_s  # noqa: E402  (same baseline as the spl
 from curate.config import validate_config  # noqa: E402
 from stages import handoff  # noqa: E402
 from stages.analyzers import build_analyzers  # noqa: E402
-from stages.filter import analyze_video, finish_recorded  # noqa: E402
+from stages.filter import filter_columns  # noqa: E402
+from stages.handoff import Handoff  # noqa: E402
+from stages.measure import ClipMeasurer  # noqa: E402
 from stages.probe import probe  # noqa: E402
 from stages.split import detect_shots, windows  # noqa: E402
 
 
-def timed(consumer, name: str, costs: dict[str, float], methods=("feed", "end", "from_records")):
+def timed(consumer, name: str, costs: dict[str, float], methods=("feed", "live_record", "measure")):
     """Wrap the consumer's methods with a stopwatch that adds to costs[name]."""
     for method in methods:
         original = getattr(consumer, method, None)
@@ -64,7 +66,6 @@ def main(argv: list[str]) -> None:
         analyzer.preflight()
     recorders = [(a, timed(r, f"{a.name} recorder (in split)", costs, ("feed", "for_clip")), s)
                  for a, r, s in handoff.recorders(config, ["filter"])]
-    by_name = {a.name: a for a in analyzers}
     print(f"{'file':28} {'frames':>6} {'size':>10} {'ffmpeg fps':>10} {'path fps':>9} {'ratio':>6}")
     total = defaultdict(float)
     for f in files:
@@ -83,17 +84,16 @@ def main(argv: list[str]) -> None:
                     clips.append({"clip_id": f"{ca}", "path": str(f), "start_s": shots.time_at(ca, facts["fps"]),
                                   "end_s": shots.time_at(cb, facts["fps"]), "clip_duration_s": 0.0,
                                   "width": facts["width"], "height": facts["height"]})
-        records = {c["clip_id"]: {a.name: None for a in analyzers} for c in clips}
+        records = {}
         for analyzer, recorder, _ in recorders:
             for clip in clips:
-                records[clip["clip_id"]][analyzer.name] = recorder.for_clip(clip)
+                if (record := recorder.for_clip(clip)) is not None:
+                    records[(analyzer.key, clip["clip_id"])] = record
         split_s = time.perf_counter() - start
-        recorded = {cid: {n: r for n, r in rec.items()} for cid, rec in records.items() if None not in rec.values()}
         start = time.perf_counter()
-        finish_recorded([by_name[n] for n in by_name], config.filter, recorded)
-        live = [c for c in clips if c["clip_id"] not in recorded]
-        if live:
-            analyze_video(str(f), live, analyzers, config.filter, records)  # the decode loop every stage uses
+        stats: dict = {}
+        # the filter stage's own engine and cascade: records first, the decode loop for the rest
+        filter_columns(analyzers, config.filter, ClipMeasurer(analyzers, Handoff(records), stats=stats), clips)
         filter_s = time.perf_counter() - start
         analyzers_s = sum(costs.values()) - before
         recorders_s = sum(v for k, v in costs.items() if k.endswith("(in split)")) - total["recorders"]
@@ -103,7 +103,7 @@ def main(argv: list[str]) -> None:
         total["split"] += split_s - recorders_s
         total["filter decode"] += filter_s - (analyzers_s - recorders_s)
         total["frames"] += shots.decoded
-        total["live clips"] += len(live)
+        total["live clips"] += len(clips) - stats.get("clips_from_split", 0)
         total["clips"] += len(clips)
         print(f"{f.name:28} {shots.decoded:6d} {facts['width']:>4}x{facts['height']:<5} "
               f"{shots.decoded / base:10.0f} {shots.decoded / seconds:9.0f} {seconds / base:6.2f}")

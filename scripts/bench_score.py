@@ -99,10 +99,9 @@ def main() -> None:
         started = time.perf_counter()
         for path, video_clips in work:
             for scan in scan_clips(str(path), video_clips, [scorer]):
-                items = scorer.collected()
                 frames += scan.frames
                 clips += 1
-                batcher.add(scan.clip["clip_id"], items)
+                batcher.add(scan.clip["clip_id"], scorer.live_record())
         batcher.flush()
         total = time.perf_counter() - started
         decode = total - batcher.seconds

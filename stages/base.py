@@ -74,9 +74,14 @@ class Stage:
         return Resources()
 
     @classmethod
-    def recorders(cls, cfg, grid_s: float) -> list:
-        """The consumers whose recorders split's decode feeds on this stage's behalf (stages/handoff.py)."""
+    def recorded_consumers(cls, cfg) -> list:
+        """The frame consumers of this stage whose recorders split's decode feeds on its behalf
+        (stages/handoff.py): the stage then reads their records instead of decoding."""
         return []
+
+    @classmethod
+    def whole_videos(cls, cfg) -> None:
+        """Set this stage's config so that every video stays whole (`curate offline-filter`)."""
 
     @classmethod
     def progress(cls, run, cfg) -> dict | None:

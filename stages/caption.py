@@ -26,7 +26,8 @@ from curate.hashing import stable_hash
 from curate.sections import Runtime, StageSection
 
 from .base import Stage, by_video, earlier_decisions, target_clips
-from .decode import FrameNeed, scan_clips
+from .decode import scan_clips
+from .sampling import FrameNeed
 
 FLUSH_EVERY = 4  # answers between fsyncs of the side file
 COLUMNS = {"caption": "Utf8", "caption_model": "Utf8", "caption_tokens_in": "Int64", "caption_tokens_out": "Int64",
@@ -162,6 +163,10 @@ class FrameGrabber:
 class CaptionStage(Stage):
     name = "caption"
     in_calibration = False  # it pays per clip
+
+    @classmethod
+    def columns(cls, cfg) -> dict[str, str]:
+        return dict(COLUMNS)
 
     @classmethod
     def fingerprint_inputs(cls, config) -> dict:

@@ -35,6 +35,10 @@ class FetchConfig(StageSection):
 class FetchStage(Stage):
     name = "fetch"
 
+    @classmethod
+    def columns(cls, cfg) -> dict[str, str]:
+        return dict(VIDEO_SCHEMA)
+
     def preflight(self) -> None:
         require_ffmpeg()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
-from .decode import EPS, FrameNeed, Sampler, sample_times
+from .sampling import EPS, FrameNeed, Sampler, sample_times
 
 VERSION = 1  # bump when what a recorder keeps changes meaning
 GRID_MIN_S = 0.25  # the grid of model inputs is never finer than this
@@ -29,7 +29,8 @@ JITTER = 0.5  # sample k lies in [k, k + JITTER) grid steps
 @dataclass
 class Record:
     columns: dict[str, Any] | None = None  # an analyzer's finished columns ...
-    items: list[bytes] | None = None  # ... or a model's packed inputs (ModelAnalyzer.pack)
+    items: list | None = None  # ... or a model's inputs: packed bytes (Recordable.pack) ...
+    packed: bool = True  # ... or, from a decode in the stage itself, ready for `infer`
 
 
 def grid_seconds(config) -> float:
@@ -167,21 +168,24 @@ class Guarded:
 
 def recorders(config, stages: list[str]) -> list[tuple[Any, Any, str]]:
     """(consumer, recorder, settings) for every enabled consumer of the later stages that records."""
-    from .analyzers import build_analyzers
-    from .scorers import build_scorers
+    from stages import STAGES
 
-    consumers: list = []
-    if "filter" in stages:
-        consumers += build_analyzers(config.filter)
-    if "score" in stages:
-        consumers += build_scorers(config.score)
     grid = grid_seconds(config)
     found = []
-    for consumer in consumers:
-        recorder = consumer.recorder(grid)
-        if recorder is not None:
-            found.append((consumer, Guarded(recorder), settings_of(consumer, grid)))
+    for name in stages:
+        section = config.stage_section(name)
+        if not section.enabled:
+            continue
+        for consumer in STAGES[name].load().recorded_consumers(section):
+            recorder = consumer.recorder(grid)
+            if recorder is not None:
+                found.append((consumer, Guarded(recorder), settings_of(consumer, grid)))
     return found
+
+
+def part_path(run, index: int):
+    """Where split's records of one index live: beside its part."""
+    return run.stage_part("split", index).with_suffix(".handoff.parquet")
 
 
 def write(path, rows: list[dict]) -> None:

@@ -1,9 +1,10 @@
-"""Model-backed consumers: one model cache per process, one device rule, one analyzer base.
+"""Model-backed consumers: one model cache per process, one device rule, and the roles of a model analyzer.
 
-A model scorer loads its model once per process (`load(device)`, cached by key), turns each
-sampled image into a model input (`preprocess`), runs whole batches (`infer`) and reduces the
-per-frame outputs to the clip's columns (`summarize`). Missing packages, weights or devices stop
-the task in `preflight()`, before any work, with a message that says what to do.
+A model analyzer is a small model holder (`ModelHolder`: load once per process and device, the
+weights it reads) plus three consumer roles: it collects model inputs from the decode
+(`SampledInputs`), infers them in batches across clips (`BatchedInference`), and packs them into
+split's records (`Recordable`). Missing packages, weights or devices stop the task in
+`preflight()`, before any work, with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Callable, ClassVar
 from curate.errors import CurateError
 
 from .analyzers.base import Analyzer
+from .handoff import Record
 
 _MODELS: dict[tuple, Any] = {}
 JPEG_QUALITY = 95
@@ -57,12 +59,10 @@ def onnx_providers(device: str, key: str) -> list:
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 
-class ModelAnalyzer(Analyzer):
-    """An analyzer backed by a model; subclasses give load, preprocess, infer and summarize."""
+class ModelHolder:
+    """Loads its model once per process and device (`load`, cached by `model_key`)."""
 
-    @property
-    def batch_size(self) -> int:
-        return getattr(self.cfg, "batch_size", 8)
+    cfg: Any
 
     def model_key(self) -> tuple:
         return (type(self).__name__, self.cfg.device)
@@ -77,63 +77,25 @@ class ModelAnalyzer(Analyzer):
     def preflight(self) -> None:
         self.model  # noqa: B018 - loading is the check: a missing package or device stops here
 
+
+class SampledInputs:
+    """Frame consumer role: one model input per sampled frame (`item`), or the frames a clip
+    sampler of the model's own picks; `live_record` hands them to the engine unpacked."""
+
+    need: Any
+
     def preprocess(self, image) -> Any:
         return image
 
-    def infer(self, batch: list) -> list:
-        """One output per item of the batch."""
-        raise NotImplementedError
-
-    def summarize(self, outputs: list) -> dict[str, Any]:
-        raise NotImplementedError
+    def item(self, frame) -> Any:
+        """One model input from one sampled frame."""
+        return self.preprocess(frame.image(self.need))
 
     def clip_sampler(self, clip: dict):
         """A per-clip frame picker for models that sample like their original code (None: `need` decides).
 
         It has `wants(ordinal)`, `take(ordinal, image)` and `items()`; only wanted frames are converted."""
         return None
-
-    # Whether split's decode may record this consumer's inputs (`item` of each grid sample, packed),
-    # so its stage need not decode: for models fed plain sampled frames (not their own clip_sampler).
-    recordable: ClassVar[bool] = False
-
-    def item(self, frame) -> Any:
-        """One model input from one sampled frame."""
-        return self.preprocess(frame.image(self.need))
-
-    def pack(self, item) -> bytes:
-        """An input as bytes for split's record (a BGR or grey image: JPEG at quality 95)."""
-        import cv2
-
-        ok, data = cv2.imencode(".jpg", item, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise ValueError("could not encode a sampled frame")
-        return data.tobytes()
-
-    def unpack(self, data: bytes) -> Any:
-        import cv2
-        import numpy as np
-
-        flag = cv2.IMREAD_GRAYSCALE if self.need.color == "gray" else cv2.IMREAD_COLOR
-        return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
-
-    def recorder(self, grid_s: float):
-        from .handoff import GridRecorder
-
-        return GridRecorder(self, grid_s) if self.recordable else None
-
-    def unpack_all(self, packed: list[bytes]) -> list:
-        return [self.unpack(data) for data in packed]
-
-    def from_records(self, records: list) -> list[dict[str, Any]]:
-        """Batches across all the clips' records (one model at a time keeps onnxruntime's threads
-        from fighting over the cores), unpacking one batch at a time."""
-        outputs = self.infer_all([data for record in records for data in record.items], self.unpack_all)
-        results, at = [], 0
-        for record in records:
-            results.append(self.summarize(outputs[at:at + len(record.items)]))
-            at += len(record.items)
-        return results
 
     def begin(self, clip: dict) -> None:
         self.items: list = []
@@ -153,6 +115,26 @@ class ModelAnalyzer(Analyzer):
         self.items, self.sampler = [], None
         return items
 
+    def live_record(self) -> Record:
+        return Record(items=self.collected(), packed=False)
+
+
+class BatchedInference:
+    """Inference role: whole batches across clips (`infer`), reduced per clip (`summarize`)."""
+
+    cfg: Any
+
+    @property
+    def batch_size(self) -> int:
+        return getattr(self.cfg, "batch_size", 8)
+
+    def infer(self, batch: list) -> list:
+        """One output per item of the batch."""
+        raise NotImplementedError
+
+    def summarize(self, outputs: list) -> dict[str, Any]:
+        raise NotImplementedError
+
     def infer_all(self, items: list, prepare: Callable[[list], list] | None = None) -> list:
         """`infer` over the items in batches of `batch_size` (each batch through `prepare` first)."""
         outputs: list = []
@@ -161,5 +143,58 @@ class ModelAnalyzer(Analyzer):
             outputs += self.infer(prepare(batch) if prepare else batch)
         return outputs
 
+    def measure(self, records: list[Record]) -> list[dict[str, Any]]:
+        """Each clip's columns, batching across all the clips' inputs; packed inputs are unpacked
+        one batch at a time, so a stage's records never sit in memory as images all at once."""
+
+        def prepare(batch: list) -> list:
+            return [self.unpack(data) if packed else data for packed, data in batch]
+
+        outputs = self.infer_all([(record.packed, item) for record in records for item in record.items], prepare)
+        results, at = [], 0
+        for record in records:
+            results.append(self.summarize(outputs[at:at + len(record.items)]))
+            at += len(record.items)
+        return results
+
     def end(self) -> dict[str, Any]:
-        return self.summarize(self.infer_all(self.collected()))
+        return self.measure([self.live_record()])[0]
+
+
+class Recordable:
+    """Record role: split's decode may record this consumer's inputs (`item` of each grid sample,
+    packed), so its stage need not decode; for models fed plain sampled frames."""
+
+    recordable: ClassVar[bool] = False
+    need: Any
+
+    def pack(self, item) -> bytes:
+        """An input as bytes for split's record (a BGR or grey image: JPEG at quality 95)."""
+        import cv2
+
+        ok, data = cv2.imencode(".jpg", item, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise ValueError("could not encode a sampled frame")
+        return data.tobytes()
+
+    def unpack(self, data: bytes) -> Any:
+        import cv2
+        import numpy as np
+
+        flag = cv2.IMREAD_GRAYSCALE if self.need.color == "gray" else cv2.IMREAD_COLOR
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+
+    def unpacked(self, record: Record) -> Record:
+        """The record with its inputs ready for `infer` (decoded where a producer thread has time)."""
+        if not record.packed or record.items is None:
+            return record
+        return Record(items=[self.unpack(data) for data in record.items], packed=False)
+
+    def recorder(self, grid_s: float):
+        from .handoff import GridRecorder
+
+        return GridRecorder(self, grid_s) if self.recordable else None
+
+
+class ModelAnalyzer(ModelHolder, SampledInputs, BatchedInference, Recordable, Analyzer):
+    """An analyzer backed by a model; subclasses give load, preprocess, infer and summarize."""

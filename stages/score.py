@@ -2,12 +2,12 @@
 
 It scores the clips that the earlier stages' thresholds keep (`only_kept`; those thresholds then
 belong to its fingerprint), stores every score, and leaves keep/drop to export (`min`/`max` per
-scorer). Scorers whose inputs split's decode recorded (quality) read them from its handoff (stages/handoff.py);
-the others get one decode per video, in a producer thread: the decode loop feeds each scorer its frames, which
-it preprocesses on the CPU (`feed`/`collected`) into a bounded queue of clips, so the GPU never waits on a
-decode and memory stays bounded by `queue_clips` and the batch sizes. The consumer batches each
-scorer's frames across clips (`batch_size`) and runs up to `workers` scorers at once (scorers on
-different GPUs in parallel). Each model is loaded once per task process, before any work.
+scorer). Its policy over the measuring engine (stages/measure.py): the engine runs in a producer
+thread (split's records, decoded into model inputs, or one decode per video preprocessed on the
+CPU) into a bounded queue of clips, so the GPU never waits on a decode and memory stays bounded by
+`queue_clips` and the batch sizes. The consumer batches each scorer's inputs across clips
+(`batch_size`) and runs up to `workers` scorers at once (scorers on different GPUs in parallel).
+Each model is loaded once per task process, before any work.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from typing import Iterator
 
 from pydantic import Field
 
 from curate.sections import Runtime, StageSection, subsections
 
-from .base import Stage, by_video, earlier_decisions, target_clips
-from .decode import scan_clips
+from .base import Stage, earlier_decisions, target_clips
 from .scorers import build_scorers, scorer_classes
 from .scorers.classifier import ClassifierConfig
 
@@ -42,26 +42,23 @@ ScoreConfig = subsections("ScoreConfig", ScoreBase, {name: cls.Config for name, 
 
 
 class Batcher:
-    """Gathers one scorer's inputs across clips and infers whole batches."""
+    """Gathers one scorer's records across clips and measures whole batches."""
 
     def __init__(self, scorer):
         self.scorer = scorer
-        self.pending: list[tuple[str, list]] = []
+        self.pending: list[tuple[str, object]] = []
         self.seconds = 0.0
 
-    def add(self, clip_id: str, items: list) -> list[tuple[str, dict]]:
-        self.pending.append((clip_id, items))
-        if sum(len(i) for _, i in self.pending) >= self.scorer.batch_size:
+    def add(self, clip_id: str, record) -> list[tuple[str, dict]]:
+        self.pending.append((clip_id, record))
+        if sum(len(r.items) for _, r in self.pending) >= self.scorer.batch_size:
             return self.flush()
         return []
 
     def flush(self) -> list[tuple[str, dict]]:
         started = time.perf_counter()
-        outputs = self.scorer.infer_all([item for _, items in self.pending for item in items])
-        done, at = [], 0
-        for clip_id, items in self.pending:
-            done.append((clip_id, self.scorer.summarize(outputs[at:at + len(items)])))
-            at += len(items)
+        done = list(zip([clip_id for clip_id, _ in self.pending],
+                        self.scorer.measure([record for _, record in self.pending])))
         self.pending = []
         self.seconds += time.perf_counter() - started
         return done
@@ -79,6 +76,27 @@ class ScoreStage(Stage):
         """With only_kept, which clips get scored follows the thresholds of the stages before."""
         return earlier_decisions(config, cls.name) if config.score.only_kept else {}
 
+    @classmethod
+    def columns(cls, cfg) -> dict[str, str]:
+        columns: dict[str, str] = {}
+        for scorer in build_scorers(cfg):
+            columns.update(scorer.columns)
+        return columns
+
+    @classmethod
+    def models(cls, cfg) -> list:
+        return [m for s in build_scorers(cfg, enabled_only=False) for m in s.models(cfg.enabled and s.cfg.enabled)]
+
+    @classmethod
+    def resources(cls, cfg):
+        from curate.plugin import Resources, gpus_of
+
+        return Resources(cpus=4, mem="16G", gpus=gpus_of(s.cfg.device for s in build_scorers(cfg)))
+
+    @classmethod
+    def recorded_consumers(cls, cfg) -> list:
+        return build_scorers(cfg)
+
     def preflight(self) -> None:
         self.scorers = build_scorers(self.cfg)
         for scorer in self.scorers:
@@ -88,68 +106,16 @@ class ScoreStage(Stage):
         from .schema import frame
 
         targets = target_clips(rows, self.ctx.plan.config, self.name, self.cfg.only_kept) if self.scorers else []
-        results = self._score(targets)
-        columns = {}
-        for scorer in self.scorers:
-            columns.update(scorer.columns)
+        results = self._score(targets) if targets else {}
         out = [{**row, **results.get(row.get("clip_id"), {})} for row in rows.to_dicts()]
         self.ctx.stats["clips_scored"] = sum(1 for r in results.values() if r.get("status") != "failed")
-        return frame(out, {**dict(rows.schema), **columns})
+        return frame(out, {**dict(rows.schema), **self.columns(self.cfg)})
 
     def _score(self, clips: list[dict]) -> dict[str, dict]:
-        from .handoff import Handoff
+        from .measure import ClipMeasurer
 
-        recorded = Handoff.read(self.ctx.run.handoff_part(self.ctx.index), self.ctx.plan.config, self.scorers)
-        videos = by_video(clips)
+        measurer = ClipMeasurer.for_task(self.ctx, self.scorers, decode_threads=self.cfg.decode_threads, unpack=True)
         results: dict[str, dict] = defaultdict(dict)
-        if not clips:
-            return results
-        handoff: queue.Queue = queue.Queue(maxsize=self.cfg.queue_clips)
-        stop = threading.Event()
-        decode_s = [0.0]
-        crashed: list[BaseException] = []  # a bug in the producer fails the task instead of scoring nothing
-
-        def put(item) -> None:
-            while not stop.is_set():
-                try:
-                    handoff.put(item, timeout=PUT_WAIT_S)
-                    return
-                except queue.Full:
-                    continue
-
-        def produce() -> None:
-            try:
-                for n, (path, video_clips) in enumerate(videos.items(), 1):
-                    self.ctx.log(f"score[{self.ctx.index}] {n}/{len(videos)} {video_clips[0]['relpath']}: "
-                                 f"{len(video_clips)} clips")
-                    records = {c["clip_id"]: [recorded.get(s, c["clip_id"]) for s in self.scorers] for c in video_clips}
-                    live = [c for c in video_clips if None in records[c["clip_id"]]]
-                    fed = [s for i, s in enumerate(self.scorers) if any(records[c["clip_id"]][i] is None for c in live)]
-                    for clip in video_clips:  # split recorded every scorer's inputs: no decode
-                        if None not in records[clip["clip_id"]]:
-                            put(("clip", clip["clip_id"], 1, [s.unpack_all(r.items) for s, r in
-                                                               zip(self.scorers, records[clip["clip_id"]])]))
-                    sent: set[str] = set()
-                    started = time.perf_counter()
-                    try:
-                        for scan in scan_clips(path, live, fed, self.cfg.decode_threads) if live else ():
-                            decode_s[0] += time.perf_counter() - started
-                            items = [s.collected() if r is None else s.unpack_all(r.items)
-                                     for s, r in zip(self.scorers, records[scan.clip["clip_id"]])]
-                            put(("clip", scan.clip["clip_id"], scan.frames, items))
-                            sent.add(scan.clip["clip_id"])
-                            started = time.perf_counter()
-                    except Exception as exc:  # a broken file fails its unscored clips, not the task
-                        for clip in live:
-                            if clip["clip_id"] not in sent:
-                                put(("failed", clip["clip_id"], f"score decode failed: {type(exc).__name__}: {exc}"))
-            except BaseException as exc:
-                crashed.append(exc)
-            finally:
-                put(None)
-
-        producer = threading.Thread(target=produce, name="curate-score-decode", daemon=True)
-        producer.start()
         batchers = [Batcher(s) for s in self.scorers]
         pool = None
         if self.cfg.workers > 1 and len(batchers) > 1:
@@ -165,23 +131,53 @@ class ScoreStage(Stage):
                     results[clip_id].update(columns)
 
         try:
-            while (item := handoff.get()) is not None:
-                if item[0] == "failed":
-                    results[item[1]] = {"status": "failed", "reason": item[2]}
+            for m in produced(measurer.clips(clips), self.cfg.queue_clips):
+                if m.failure is not None:
+                    results[m.clip["clip_id"]] = {"status": "failed", "reason": m.failure}
                     continue
-                _, clip_id, frames, items = item
-                if not frames:
-                    results[clip_id] = {"status": "failed", "reason": "score: no frame decoded in the clip's range"}
-                    continue
-                each(lambda b, _items=dict(zip(batchers, items)), _id=clip_id: b.add(_id, _items[b]))
-            if crashed:
-                raise crashed[0]
+                each(lambda b, _m=m: b.add(_m.clip["clip_id"], _m.records[b.scorer.key]))
             each(lambda b: b.flush())
         finally:
-            stop.set()
             if pool:
                 pool.shutdown(wait=True)
-            producer.join(timeout=10)
-        self.ctx.stats["decode_s"] = round(decode_s[0], 3)
         self.ctx.stats["infer_s"] = {b.scorer.main: round(b.seconds, 3) for b in batchers}
         return results
+
+
+def produced(items: Iterator, maxsize: int) -> Iterator:
+    """`items`, computed ahead in a producer thread into a bounded queue (decoding and
+    preprocessing overlap inference); a crash in the producer is raised here, in the task."""
+    buffer: queue.Queue = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+    end = object()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=PUT_WAIT_S)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                put(item)
+        except BaseException as exc:
+            crashed.append(exc)
+        finally:
+            put(end)
+
+    producer = threading.Thread(target=produce, name="curate-score-decode", daemon=True)
+    producer.start()
+    try:
+        while (item := buffer.get()) is not end:
+            yield item
+        if crashed:
+            raise crashed[0]
+    finally:
+        stop.set()
+        producer.join(timeout=10)

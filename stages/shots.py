@@ -8,8 +8,9 @@ which the same shot comes back: PySceneDetect cuts at the white frames of a flas
 
 from __future__ import annotations
 
-from .decode import Frame, FrameNeed
 from .models import cached_model, missing_package, require_torch_device
+from .pixels import Frame
+from .sampling import FrameNeed
 
 DETECT_WIDTH = 256  # PySceneDetect's own automatic downscale aims at about this width
 

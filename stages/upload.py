@@ -88,6 +88,10 @@ class UploadStage(Stage):
     publishes = True  # --skip-upload leaves it out
 
     @classmethod
+    def columns(cls, cfg) -> dict[str, str]:
+        return {"upload_path": "Utf8", "upload_error": "Utf8"}
+
+    @classmethod
     def outcome(cls, run, cfg) -> dict:
         return {"uploaded_to": cfg.destination(run.root)}
 
@@ -191,8 +195,10 @@ class UploadStage(Stage):
 
     def _cleanup(self, staging: Path) -> None:
         """Everything of this index the run made and no longer needs (never the user's input files)."""
+        from . import handoff
+
         run, index = self.ctx.run, self.ctx.index
         for folder in (run.downloads_dir(index), run.media_dir(index), run.clips_dir(index), staging):
             shutil.rmtree(folder, ignore_errors=True)
-        run.handoff_part(index).unlink(missing_ok=True)  # split's sampled frames, read by filter and score
+        handoff.part_path(run, index).unlink(missing_ok=True)  # split's sampled frames, read by filter and score
         self.ctx.log(f"upload[{index}] cleaned up downloads, extracted media, clip files and split's records")

@@ -10,7 +10,8 @@ import pytest
 from conftest import DATA, SAMPLES, curate, ffmpeg, write_config
 from stages.filter import FilterConfig
 from stages.analyzers.flash import flash_frames
-from stages.decode import FrameNeed, iter_frames, scan_clips
+from stages.decode import iter_frames, scan_clips
+from stages.sampling import FrameNeed
 
 
 def analyze(analyzer, path):

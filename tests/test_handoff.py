@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from conftest import DATA, SAMPLES, curate, write_config
-from stages.decode import FrameNeed
+from stages.sampling import FrameNeed
 
 FILES = [SAMPLES / "cuts_6shots.mp4", SAMPLES / "flash_3.mp4", SAMPLES / "bikes.mp4", DATA / "lightbox_text_160.mp4",
          DATA / "katna_cat_static.mp4", DATA / "still_4s.mp4", DATA / "subs_720p.mp4"]
@@ -36,9 +36,8 @@ def live_columns(run):
     """The same clips through the filter analyzers' and the quality scorer's own decode."""
     from curate.config import validate_config
     from stages.analyzers import build_analyzers
-    from stages.base import by_video
-    from stages.decode import scan_clips
-    from stages.filter import analyze_video
+    from stages.filter import filter_columns
+    from stages.measure import ClipMeasurer
     from stages.scorers import build_scorers
 
     config = validate_config({"split": {"min_s": 1.0}})
@@ -47,12 +46,9 @@ def live_columns(run):
     for consumer in analyzers + [quality]:
         consumer.preflight()
     clips = pl.read_parquet(run / "stages" / "split" / "part-00000.parquet").filter(pl.col("status") == "ok").to_dicts()
-    columns = {}
-    for path, video_clips in by_video(clips).items():
-        none = {c["clip_id"]: {a.name: None for a in analyzers} for c in video_clips}
-        columns.update(analyze_video(path, video_clips, analyzers, config.filter, none))
-        for scan in scan_clips(path, video_clips, [quality]):
-            columns[scan.clip["clip_id"]].update(quality.end())
+    columns = filter_columns(analyzers, config.filter, ClipMeasurer(analyzers), clips)  # no records: all decoded
+    for m in ClipMeasurer([quality]).clips(clips):
+        columns[m.clip["clip_id"]].update(quality.measure([m.records[quality.key]])[0])
     return columns
 
 

@@ -11,7 +11,8 @@ import pytest
 from conftest import DATA, SAMPLES, curate, write_config
 from curate.config import validate_config
 from curate.decisions import apply_decisions, run_checks
-from stages.decode import FrameNeed, scan_clips
+from stages.decode import scan_clips
+from stages.sampling import FrameNeed
 
 COUNTER = str(DATA / "psd_counter_10fps.mp4")  # 3 s at 10 fps, each frame shows its own number
 

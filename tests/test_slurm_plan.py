@@ -80,7 +80,8 @@ def test_dry_run_prints_every_chunk_chained(tmp_path):
     deps = re.findall(r"^#SBATCH --dependency=aftercorr:(.*)$", out, re.MULTILINE)
     assert deps == [f"<job id of {stage} chunk {n}>" for stage in ("fetch", "split", "filter") for n in range(4)]
     assert out.count("CURATE_INDEX=$((SLURM_ARRAY_TASK_ID + 900))") == 4
-    assert out.count("#SBATCH --gres=gpu:1") == 4  # the default profile puts score on a GPU
+    assert "--gres" not in out  # every default model runs on the CPU: no stage asks for a GPU
+    assert out.count("#SBATCH --cpus-per-task=4") == 4 and out.count("#SBATCH --mem=16G") == 4  # score's own need
     assert not (tmp_path / "run" / "submissions").exists()
     proc = curate("submit", "-c", cfg, "-w", tmp_path / "run", "--array", "990-1005", "--dry-run", check=False)
     assert proc.returncode == 2 and "outside this run's manifest (0-999)" in proc.stderr

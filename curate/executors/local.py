@@ -28,6 +28,47 @@ class Running:
     index: int
     proc: subprocess.Popen
     logs: tuple[IO, IO]
+    gpus: list[str] = field(default_factory=list)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs tasks may use here: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(n) for n, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+class GpuSlots:
+    """Hands each task of a stage that declares GPUs its own devices (CUDA_VISIBLE_DEVICES), so
+    tasks never share a GPU; where the machine has fewer GPUs than a stage asks for, one such task
+    at a time (its preflight then says what is missing)."""
+
+    def __init__(self, devices: list[str]):
+        self.free = list(devices)
+        self.holders = 0  # running tasks that hold GPUs
+
+    def take(self, need: int) -> list[str] | None:
+        """The devices for a task needing `need` GPUs ([] for none), or None while it must wait."""
+        if need <= 0:
+            return []
+        if len(self.free) >= need:
+            taken, self.free = self.free[:need], self.free[need:]
+        elif self.holders == 0 and not self.free:
+            taken = []  # no GPU here at all: it runs and fails its preflight with the reason
+        else:
+            return None
+        self.holders += 1
+        return taken
+
+    def give_back(self, need: int, devices: list[str]) -> None:
+        if need > 0:
+            self.free += devices
+            self.holders -= 1
 
 
 @dataclass
@@ -47,6 +88,10 @@ class LocalExecutor:
     def __init__(self, run: RunDir, plan: Plan, workers: int, progress=None):
         self.run, self.plan, self.workers = run, plan, max(1, workers)
         self.progress = progress  # callable(stage, index, event) or None
+        from stages import STAGES
+
+        self.gpu_need = {s: STAGES[s].load().resources(plan.config.stage_section(s)).gpus for s in plan.stages}
+        self.gpus = GpuSlots(visible_gpus() if any(self.gpu_need.values()) else [])
 
     def _notify(self, stage: str, index: int, event: str) -> None:
         if self.progress:
@@ -69,10 +114,16 @@ class LocalExecutor:
                     if stage is None:
                         del waiting[index]
                         continue
+                    devices = self.gpus.take(self.gpu_need[stage])
+                    if devices is None:  # every GPU is busy: an index needing none may go first
+                        continue
+                    env = None
+                    if self.gpu_need[stage]:
+                        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices) or "-1"}
                     logs = _log_files(self.run, stage, index)
-                    proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0],
+                    proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0], env=env,
                                             stderr=logs[1], stdin=subprocess.DEVNULL, start_new_session=True)
-                    running[index] = Running(stage, index, proc, logs)
+                    running[index] = Running(stage, index, proc, logs, devices)
                     del waiting[index]
                     self._notify(stage, index, "start")
                 if not running:
@@ -84,6 +135,7 @@ class LocalExecutor:
                     if code is None:
                         continue
                     del running[index]
+                    self.gpus.give_back(self.gpu_need[task.stage], task.gpus)
                     for log in task.logs:
                         log.close()
                     if code == 0:

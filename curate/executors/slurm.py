@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..arrayspec import compact
 from ..config import Config, SlurmResources
-from ..errors import CurateError
+from ..errors import CurateError, ExitCode
 from ..plan import Plan
 from ..rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 from ..secrets import scrub
@@ -84,12 +84,22 @@ def load_profile(name: str) -> dict:
         raise CurateError(f"slurm profile {path}: {exc}") from None
 
 
+def declared_resources(config: Config, stage: str) -> SlurmResources:
+    """What the stage itself says one task needs, from the devices and models its config uses."""
+    from stages import STAGES
+
+    if stage not in STAGES:  # the merge job: the defaults
+        return SlurmResources()
+    need = STAGES[stage].load().resources(config.stage_section(stage))
+    return SlurmResources(cpus=need.cpus, mem=need.mem, gres=f"gpu:{need.gpus}" if need.gpus else None)
+
+
 def resources_for(config: Config, stage: str) -> SlurmResources:
-    """profile defaults < profile stage < config defaults < config stage."""
+    """the stage's own declaration < profile defaults < profile stage < config defaults < config stage."""
     profile = load_profile(config.slurm.profile)
     merged: dict = {}
-    for layer in (profile["defaults"], profile["stages"].get(stage), config.slurm.defaults,
-                  config.slurm.stages.get(stage)):
+    for layer in (declared_resources(config, stage), profile["defaults"], profile["stages"].get(stage),
+                  config.slurm.defaults, config.slurm.stages.get(stage)):
         if layer is not None:
             merged.update({k: v for k, v in layer.model_dump().items() if v is not None})
     return SlurmResources(**merged)
@@ -141,7 +151,7 @@ def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, pl
         head.append(f"#SBATCH --dependency=aftercorr:{dependency}")
     run_cmd = " ".join(shlex.quote(p) for p in [python, "-m", "curate", "run", "--workdir", str(run.root),
                                                   "--stage", stage, "--plan", str(plan_path)])
-    no_requeue = RequeueLimitReached.exit_code
+    no_requeue, failed, on_term = int(RequeueLimitReached.exit_code), int(ExitCode.STAGE_FAILED), ExitCode.signalled(15)
     body = f"""
 # curate submission {submission}: stage {stage}, index = SLURM_ARRAY_TASK_ID + {chunk.offset}
 set -u
@@ -160,14 +170,14 @@ requeue() {{
   wait "$child"
   if [ $? -eq {no_requeue} ]; then
     say "not requeued: slurm.max_requeues reached"
-    exit 1
+    exit {failed}
   fi
   say "requeueing"
   scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
   exit 0
 }}
 trap requeue USR1
-trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM
+trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit {on_term}' TERM
 wait "$child"
 exit $?
 """

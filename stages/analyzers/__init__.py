@@ -21,14 +21,9 @@ def analyzer_classes() -> dict:
     return {name: load_target(target) for name, target in ANALYZERS.items()}
 
 
-def build_analyzers(cfg) -> list:
-    """The enabled analyzers of the filter config, cheapest first (the cascade order)."""
-    found = [cls(getattr(cfg, name)) for name, cls in analyzer_classes().items() if getattr(cfg, name).enabled]
+def build_analyzers(cfg, enabled_only: bool = True) -> list:
+    """The analyzers of the filter config, cheapest first (the cascade order), the enabled ones
+    unless told otherwise."""
+    found = [cls(getattr(cfg, name)) for name, cls in analyzer_classes().items()
+             if getattr(cfg, name).enabled or not enabled_only]
     return sorted(found, key=lambda a: a.cost)
-
-
-def all_columns() -> dict[str, str]:
-    columns: dict[str, str] = {}
-    for cls in analyzer_classes().values():
-        columns.update(cls.columns)
-    return columns

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from curate.sections import Decision, Section
 
-from ..decode import FrameNeed
+from ..sampling import FrameNeed
 from ..handoff import Record, WholeVideoRecorder, pick_frames
 from .base import Analyzer
 

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from curate.sections import Decision, Section
 
-from ..decode import EPS, FrameNeed
+from ..sampling import EPS, FrameNeed
 from ..handoff import Record, WholeVideoRecorder, pick_grid
 from .base import Analyzer
 

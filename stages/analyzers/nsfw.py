@@ -6,7 +6,7 @@ from pydantic import Field
 
 from curate.sections import Decision, Device, Section
 
-from ..decode import FrameNeed
+from ..sampling import FrameNeed
 from ..models import ModelAnalyzer, missing_package, onnx_providers
 
 EXPOSED = {"FEMALE_GENITALIA_EXPOSED", "FEMALE_BREAST_EXPOSED", "MALE_GENITALIA_EXPOSED", "BUTTOCKS_EXPOSED",
@@ -63,6 +63,11 @@ class NsfwAnalyzer(ModelAnalyzer):
         # NudeNet pads to a square and scales that to its 320 px input: only the long side matters.
         self.need = FrameNeed(long_side=320, color="bgr", fast_color=True, per_second=1.0 / cfg.sample_every_s,
                               max_samples=cfg.max_samples)
+
+    def models(self, enabled: bool) -> list:
+        from curate.plugin import package_weights
+
+        return [package_weights(self.key, enabled, "nudenet", "nudenet")]
 
     def load(self, device):
         try:

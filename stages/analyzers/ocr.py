@@ -9,7 +9,7 @@ from pydantic import Field
 from curate.errors import CurateError
 from curate.sections import Decision, Device, Section
 
-from ..decode import FrameNeed
+from ..sampling import FrameNeed
 from ..models import ModelAnalyzer, missing_package, onnx_providers
 
 
@@ -63,6 +63,11 @@ class OcrAnalyzer(ModelAnalyzer):
         super().__init__(cfg)
         self.need = FrameNeed(short_side=cfg.size, color="bgr", fast_color=True, per_second=1.0 / cfg.sample_every_s,
                               max_samples=cfg.max_samples)
+
+    def models(self, enabled: bool) -> list:
+        from curate.plugin import package_weights
+
+        return [package_weights(self.key, enabled, "rapidocr_onnxruntime", "rapidocr-onnxruntime")]
 
     def model_key(self):
         return ("rapidocr", self.cfg.device, self.cfg.size)

@@ -22,11 +22,8 @@ class ScorerConfig(Section):
 
 
 class Scorer(ModelAnalyzer):
+    section = "score"
     main: ClassVar[str] = ""  # the column that min/max apply to
-
-    @property
-    def key(self) -> str:
-        return f"score.{self.name}"
 
     def torch_device(self):
         import torch
@@ -40,8 +37,21 @@ class Scorer(ModelAnalyzer):
         return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.cfg.dtype]
 
     def weights(self) -> list[tuple[str, object]]:
-        """(config key, WeightsRef) of every file this scorer loads, for `curate models`."""
+        """(config key, WeightsRef) of every file this scorer loads."""
         return []
+
+    def models(self, enabled: bool) -> list:
+        """One entry per weights file (weight-free: one entry saying so); loading is `preflight`."""
+        from curate.plugin import ModelEntry
+
+        def located(ref) -> tuple[bool, str]:
+            path, where = ref.locate()
+            return path is not None, where
+
+        entries = [ModelEntry(key, enabled, ref.describe(), lambda ref=ref: located(ref)) for key, ref in self.weights()]
+        entries = entries or [ModelEntry(self.key, enabled, "none", lambda: (True, "weight-free"))]
+        entries[-1].load = self.preflight
+        return entries
 
     def threshold_checks(self):
         from curate.decisions import above, below

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from curate.errors import CurateError
 
-from ..decode import FrameNeed
+from ..sampling import FrameNeed
 from .base import Scorer, ScorerConfig
 
 
@@ -54,6 +54,24 @@ class ClassifierScorer(Scorer):
     @property
     def key(self) -> str:
         return f"score.classifiers[{self.position}]"
+
+    def models(self, enabled: bool) -> list:
+        from curate.plugin import ModelEntry
+
+        return [ModelEntry(f"{self.key} ({self.column})", enabled, self.cfg.model, self.source, self.preflight)]
+
+    def source(self) -> tuple[bool, str]:
+        """Whether the model is there without loading it: a local folder, or the HF cache."""
+        from pathlib import Path
+
+        folder = Path(self.cfg.model).expanduser()
+        if folder.is_dir():
+            has = (folder / "config.json").is_file()
+            return has, f"{folder} ({'found' if has else 'no config.json'})"
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(self.cfg.model, "config.json", revision=self.cfg.revision), str)
+        return cached, f"hf://{self.cfg.model} ({'in the HF cache' if cached else 'not in the HF cache'})"
 
     def model_key(self):
         return ("classifier", self.cfg.model, self.cfg.revision, self.cfg.device, self.cfg.dtype)

@@ -22,7 +22,7 @@ import math
 
 from pydantic import Field
 
-from ..decode import FrameNeed
+from ..sampling import FrameNeed
 from ..weights import WeightsRef
 from .base import NetworkScorer, ScorerConfig, clip_frames
 

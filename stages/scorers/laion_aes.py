@@ -10,7 +10,7 @@ from pydantic import Field
 
 from curate.errors import CurateError
 
-from ..decode import FrameNeed
+from ..sampling import FrameNeed
 from ..weights import WeightsRef, load_into, load_state_dict
 from .base import Scorer, ScorerConfig
 

@@ -18,7 +18,7 @@ import math
 
 from pydantic import Field
 
-from ..decode import FrameNeed
+from ..sampling import FrameNeed
 from .base import Scorer, ScorerConfig
 
 SHARPNESS_SIDE = 360

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..decode import FrameNeed
+from ..sampling import FrameNeed
 from ..weights import WeightsRef
 from .base import NetworkScorer, ScorerConfig, clip_frames
 

@@ -1,0 +1,42 @@
+"""The typer app, the options several commands share, and the entry point."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import CurateError
+
+app = typer.Typer(
+    help="Turn raw video collections into training-ready clip datasets, on Slurm or one machine.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+SkipUploadOpt = typer.Option(False, "--skip-upload", help="Leave the upload stage out of this run.")
+CalibrationOpt = typer.Option(False, "--calibration",
+                              help="Run fetch to score on just enough indices for --sample-size scored clips, then "
+                                   "write the calibration report (curate calibrate).")
+SampleSizeOpt = typer.Option(500, "--sample-size", help="Scored clips wanted for --calibration.")
+ThresholdsOpt = typer.Option(None, "--thresholds",
+                             help="YAML of threshold keys (config shape, e.g. filter: {motion: {min_area: 0.002}}) "
+                                  "to use instead of the run's; reruns nothing.")
+WorkdirOpt = typer.Option(..., "--workdir", "-w", envvar="CURATE_WORKDIR",
+                          help="Run directory on the shared filesystem (all state lives here).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see config.example.yaml).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object for scripts instead of tables.")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except CurateError as exc:
+        from ..secrets import scrub
+
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
+        sys.exit(exc.exit_code)
