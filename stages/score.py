@@ -91,7 +91,7 @@ class ScoreStage(Stage):
     def resources(cls, cfg):
         from curate.plugin import Resources, gpus_of
 
-        return Resources(cpus=4, mem="16G", gpus=gpus_of(s.cfg.device for s in build_scorers(cfg)))
+        return Resources(cpus=4, mem="16G", gpus=gpus_of(d for s in build_scorers(cfg) for d in s.devices()))
 
     @classmethod
     def recorded_consumers(cls, cfg) -> list:

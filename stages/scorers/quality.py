@@ -78,6 +78,9 @@ class QualityScorer(Scorer):
     def load(self, device):
         return None  # nothing to load: the measures are plain image statistics
 
+    def devices(self) -> list[str]:
+        return []  # image statistics on the CPU, whatever `device` says: it never needs a GPU
+
     def preprocess(self, image):
         return frame_measures(image)  # reduce each frame at once: no full frames are kept
 
