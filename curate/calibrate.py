@@ -132,8 +132,9 @@ def retention_table(clips, checks: list):
     total = clips.height
     hours = pl.col("clip_duration_s").fill_null(0).sum() / 3600
     rows = []
-    for label, fails in [(c.name + (f" ({c.key} {c.limit:g})" if c.key else ""), c.fails) for c in usable] + \
-            [("all together", pl.any_horizontal([c.fails.fill_null(False) for c in usable]) if usable else pl.lit(False))]:
+    per_check = [(c.name + (f" ({c.key} {c.limit:g})" if c.key else ""), c.fails) for c in usable]
+    together = pl.any_horizontal([c.fails.fill_null(False) for c in usable]) if usable else pl.lit(False)
+    for label, fails in [*per_check, ("all together", together)]:
         kept = clips.filter(~fails.fill_null(False))
         rows.append({"check": label, "kept_clips": kept.height,
                      "kept_share": round(kept.height / total, 4) if total else None,

@@ -41,7 +41,7 @@ class InputConfig(Section):
         return [e.lower() if e.startswith(".") else "." + e.lower() for e in value]
 
     @model_validator(mode="after")
-    def _one_source(self) -> "InputConfig":
+    def _one_source(self) -> InputConfig:
         given = [name for name, v in (("dir", self.dir), ("shards", self.shards),
                                       ("shards_file", self.shards_file)) if v]
         if self.hf_repo:
@@ -130,7 +130,7 @@ class RunConfig(Section):
     workdir: str | None = None
 
     @model_validator(mode="after")
-    def _known_slurm_stages(self) -> "RunConfig":
+    def _known_slurm_stages(self) -> RunConfig:
         from stages import STAGE_ORDER
 
         unknown = sorted(set(self.slurm.stages) - set(STAGE_ORDER) - {"merge"})

@@ -29,7 +29,8 @@ _MEANINGS = {
     ExitCode.STAGE_FAILED: "the stage failed (see the `.failed` marker); `local`: an index failed",
     ExitCode.USAGE: "a usage or config error, or missing weights (nothing was done)",
     ExitCode.UPSTREAM_NOT_DONE: "the previous stage is not done for this index",
-    ExitCode.REQUEUE_LIMIT: "stopped at the time limit after `slurm.max_requeues` requeues (a `.failed` marker says so)",
+    ExitCode.REQUEUE_LIMIT: ("stopped at the time limit after `slurm.max_requeues` requeues "
+                             "(a `.failed` marker says so)"),
     ExitCode.SIGNAL: "stopped by signal N (the claim is released, nothing is written)",
 }
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import InputConfig
-from .hashing import stable_hash, stable_id
 from .errors import CurateError
+from .hashing import stable_hash, stable_id
 from .rundir import RunDir, atomic_write_json, atomic_write_parquet, read_json
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
@@ -90,7 +90,8 @@ def shard_units(shards: list[str]) -> list[Unit]:
     units = []
     for shard in shards:
         if "://" in shard:
-            raise CurateError(f"shard {shard}: remote shards are not supported yet; download it and list the local path")
+            raise CurateError(f"shard {shard}: remote shards are not supported yet; "
+                              "download it and list the local path")
         path = Path(shard).expanduser().resolve()
         if not path.is_file():
             raise CurateError(f"shard {shard} does not exist (from input.shards / input.shards_file)")
@@ -127,7 +128,8 @@ def plan_parts(cfg: InputConfig) -> list[list[Unit]]:
         return balance_by_bytes(units, min(num, len(units)))
     shards = read_shard_list(cfg)
     if not shards:
-        raise CurateError("no input: set input.dir, input.hf_repo, input.shards or input.shards_file (or pass --input-dir)")
+        raise CurateError("no input: set input.dir, input.hf_repo, input.shards or input.shards_file "
+                          "(or pass --input-dir)")
     return in_order(shard_units(shards), cfg)
 
 

@@ -16,9 +16,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .rundir import RunDir, atomic_write_json, read_json
 

@@ -6,7 +6,6 @@ written with the same settings and a change of settings writes new files.
 
 from __future__ import annotations
 
-
 from .config import ClipsConfig
 from .hashing import stable_hash
 from .rundir import RunDir

@@ -13,10 +13,10 @@ from pathlib import Path
 from stages import STAGE_ORDER, STAGES
 
 from .config import Config, validate_config
-from .hashing import stable_hash
-from .sections import fingerprint_fields
 from .errors import CurateError
+from .hashing import stable_hash
 from .rundir import RunDir, atomic_write_text, read_json
+from .sections import fingerprint_fields
 
 
 def enabled_stages(config: Config) -> list[str]:

@@ -7,8 +7,8 @@ Light on purpose: building them imports no model package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Resources:
     mem: str = "2G"
     gpus: int = 0
 
-    def plus(self, other: "Resources") -> "Resources":
+    def plus(self, other: Resources) -> Resources:
         """Both side by side in one task: the larger CPU and memory need, the GPUs of both."""
         return Resources(max(self.cpus, other.cpus), max(self.mem, other.mem, key=mem_bytes),
                          self.gpus + other.gpus)

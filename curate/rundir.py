@@ -82,7 +82,7 @@ class RunDir:
     root: Path
 
     @classmethod
-    def at(cls, path: str | Path) -> "RunDir":
+    def at(cls, path: str | Path) -> RunDir:
         return cls(Path(path).expanduser().resolve())
 
     # -- layout ---------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class RunDir:
         return self.root / "metadata"
 
     # -- state ----------------------------------------------------------------------------
-    def require(self) -> "RunDir":
+    def require(self) -> RunDir:
         if not self.run_yaml.is_file():
             raise CurateError(f"{self.root} is not a curate run directory (no run.yaml); "
                               "start one with `curate local` or `curate submit`")

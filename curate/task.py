@@ -16,9 +16,9 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 from . import markers
 from .errors import CurateError, ExitCode, UpstreamNotDone

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench_split import ffmpeg_decode_s  # noqa: E402  (same baseline as the split benchmark)
+
 from curate.config import validate_config  # noqa: E402
 from stages import handoff  # noqa: E402
 from stages.analyzers import build_analyzers  # noqa: E402

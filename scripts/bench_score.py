@@ -3,12 +3,12 @@
 
     .venv/bin/python scripts/bench_score.py [--config C.yaml] [--random-weights] [--clip-s 3] [VIDEO_OR_DIR ...]
 
-Default: samples/ cut into --clip-s second clips (frames/s counts the clips' decoded frames), the scorers enabled in --config (default: the
-weight-free `quality`). --random-weights also scores with laion_aes (full-size CLIP ViT-L/14 +
-the LAION MLP head), DOVER, UniMatch and a ViT-B/16 image classifier, all with random weights of
-the real architectures, so their CPU/GPU cost is measured without any download. Each scorer runs the
-stage's own path: the decode loop with its frame sampler and preprocessing, then batched
-inference. Figures only; nothing is asserted.
+Default: samples/ cut into --clip-s second clips (frames/s counts the clips' decoded frames), the
+scorers enabled in --config (default: the weight-free `quality`). --random-weights also scores with
+laion_aes (full-size CLIP ViT-L/14 + the LAION MLP head), DOVER, UniMatch and a ViT-B/16 image
+classifier, all with random weights of the real architectures, so their CPU/GPU cost is measured
+without any download. Each scorer runs the stage's own path: the decode loop with its frame sampler
+and preprocessing, then batched inference. Figures only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ def main() -> None:
         batcher.flush()
         total = time.perf_counter() - started
         decode = total - batcher.seconds
-        print(f"{scorer.main:18} {clips / total:8.2f} {frames / total:9.1f} {100 * decode / total:13.1f}% {load_s:7.1f}")
+        print(f"{scorer.main:18} {clips / total:8.2f} {frames / total:9.1f} "
+              f"{100 * decode / total:13.1f}% {load_s:7.1f}")
     temp.cleanup()
 
 

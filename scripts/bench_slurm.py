@@ -105,8 +105,8 @@ def main() -> None:
         curate("submit", "-c", str(config), "-w", str(workdir), "-i", str(many), "--parts", str(args.tasks),
                "--stage", "fetch")
         elapsed = wait_done(workdir, args.tasks) - start
-        print(f"  {args.tasks}-task array, submit -> all done  {elapsed:6.2f} s = {elapsed / args.tasks:.3f} s per task "
-              f"({os.cpu_count()} cores)")
+        print(f"  {args.tasks}-task array, submit -> all done  {elapsed:6.2f} s = "
+              f"{elapsed / args.tasks:.3f} s per task ({os.cpu_count()} cores)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -18,9 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stages.split import SplitConfig  # noqa: E402
-from stages.probe import probe  # noqa: E402
-from stages.split import detect_shots  # noqa: E402
+from stages.probe import probe  # noqa: E402  (needs REPO on sys.path first)
+from stages.split import SplitConfig, detect_shots  # noqa: E402
 
 
 def ffmpeg_decode_s(path: Path) -> float:

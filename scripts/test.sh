@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --torch "$@"
+echo "== ruff check"
+.venv/bin/ruff check .
 if [ -z "${SLURM_CONF:-}" ] && [ "${CURATE_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   CURATE_SLURM_DIR="$(mktemp -d /tmp/curate-slurm-test.XXXXXX)"
   trap 'bash scripts/slurm-local-cluster.sh down "$CURATE_SLURM_DIR"; rm -rf "$CURATE_SLURM_DIR"' EXIT

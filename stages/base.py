@@ -7,8 +7,9 @@ for until the final table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import polars as pl
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class TaskContext:
-    run: "RunDir"
-    plan: "Plan"
+    run: RunDir
+    plan: Plan
     stage: str
     index: int
     log: Callable[[str], None] = print
@@ -48,7 +49,7 @@ class Stage:
     def preflight(self) -> None:
         """Systemic preconditions (tools, weights); raise CurateError before any work starts."""
 
-    def run(self, rows: "pl.DataFrame") -> "pl.DataFrame":
+    def run(self, rows: pl.DataFrame) -> pl.DataFrame:
         raise NotImplementedError
 
     @classmethod
@@ -62,12 +63,12 @@ class Stage:
         return {}
 
     @classmethod
-    def models(cls, cfg) -> list["ModelEntry"]:
+    def models(cls, cfg) -> list[ModelEntry]:
         """Every model this stage can load, enabled or not, for `curate models`."""
         return []
 
     @classmethod
-    def resources(cls, cfg) -> "Resources":
+    def resources(cls, cfg) -> Resources:
         """What one task needs, from the devices its config uses; a Slurm profile only overrides it."""
         from curate.plugin import Resources
 

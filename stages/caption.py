@@ -63,7 +63,7 @@ class CaptionConfig(StageSection):
     headers: dict[str, str] = Runtime(default_factory=dict)
 
     @model_validator(mode="after")
-    def _api_needs_url(self) -> "CaptionConfig":
+    def _api_needs_url(self) -> CaptionConfig:
         if self.enabled and self.provider == "api" and not self.url:
             raise ValueError("caption.provider api needs caption.url (the upload endpoint)")
         return self
@@ -316,8 +316,9 @@ class CaptionStage(Stage):
             raise systemic[0]
         left = len(clips) - sum(1 for c in clips if c["clip_id"] in store.answers)
         if budget_hit or (over_budget() and left):
-            raise CurateError(f"caption.max_cost_usd={cfg.max_cost_usd:g} reached: ${spent_elsewhere + store.cost():.4f} "
-                              f"reported by this run; {left} clips of index {self.ctx.index} have no caption yet. "
+            raise CurateError(f"caption.max_cost_usd={cfg.max_cost_usd:g} reached: "
+                              f"${spent_elsewhere + store.cost():.4f} reported by this run; "
+                              f"{left} clips of index {self.ctx.index} have no caption yet. "
                               "Raise the limit and run again: answered clips are not sent again")
         if transient:
             first = next(iter(transient.values()))

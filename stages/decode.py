@@ -8,8 +8,9 @@ wanted ranges is decoded once, with its own timestamp, so variable frame rate is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from .pixels import Frame
 from .sampling import EPS, FrameNeed, Sampler, sample_windows, sparse
@@ -24,7 +25,7 @@ class FrameConsumer(Protocol):
 
     def begin(self, clip: dict) -> None: ...
 
-    def feed(self, frame: "Frame") -> None: ...
+    def feed(self, frame: Frame) -> None: ...
 
     def end(self) -> Any: ...
 

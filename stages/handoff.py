@@ -215,7 +215,7 @@ class Handoff:
         self.records = records
 
     @classmethod
-    def read(cls, path, config, consumers: list) -> "Handoff":
+    def read(cls, path, config, consumers: list) -> Handoff:
         """The records of these consumers only (a stage never loads another stage's images)."""
         grid = grid_seconds(config)
         settings = {consumer.key: settings_of(consumer, grid) for consumer in consumers}
@@ -223,7 +223,8 @@ class Handoff:
         if path.is_file() and settings:
             import polars as pl
 
-            current = pl.struct("consumer", "settings").is_in([{"consumer": k, "settings": v} for k, v in settings.items()])
+            wanted = [{"consumer": k, "settings": v} for k, v in settings.items()]
+            current = pl.struct("consumer", "settings").is_in(wanted)
             for r in pl.scan_parquet(path).filter(current).collect().iter_rows(named=True):
                 columns = json.loads(r["columns"]) if r["columns"] is not None else None
                 records[(r["consumer"], r["clip_id"])] = Record(columns, r["items"])

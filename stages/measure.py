@@ -11,8 +11,8 @@ alone; the task goes on. What a stage does with the records is its policy: filte
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from .base import by_video
 from .decode import scan_clips
@@ -46,7 +46,7 @@ class ClipMeasurer:
         self.decode_s = 0.0
 
     @classmethod
-    def for_task(cls, ctx, consumers: list, **kw) -> "ClipMeasurer":
+    def for_task(cls, ctx, consumers: list, **kw) -> ClipMeasurer:
         """The engine of one task: split's records of its index, its log and its marker's stats."""
         handoff = Handoff.read(part_path(ctx.run, ctx.index), ctx.plan.config, consumers)
         return cls(consumers, handoff, ctx.stage, ctx.log, ctx.stats, label=f"{ctx.stage}[{ctx.index}]", **kw)

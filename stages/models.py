@@ -9,7 +9,8 @@ split's records (`Recordable`). Missing packages, weights or devices stop the ta
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from curate.errors import CurateError
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from curate.errors import CurateError
 
+
 def require_ffmpeg() -> None:
     for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:

@@ -28,7 +28,7 @@ class FrameNeed:
     # off for models that must see frames as their reference code made them (TransNetV2, scorers).
     fast_color: bool = False
 
-    def for_clip(self, clip: dict) -> "FrameNeed":
+    def for_clip(self, clip: dict) -> FrameNeed:
         """This need as applied to one clip: past `max_samples`, N samples spread over the clip, so a
         ten-minute whole video costs N samples (or N bursts for a need that wants consecutive frames)."""
         if not self.max_samples or clip.get("end_s") is None:

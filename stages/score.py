@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 from pydantic import Field
 

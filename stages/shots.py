@@ -2,8 +2,9 @@
 
 Each detector is a small consumer of the decode loop (stages/decode.py): it declares the frames it
 wants (`need`), takes them one by one (`feed`) and returns cut frame indices at the `end`; a cut
-index is the first frame of the new shot. The flash guard removes cuts that are really a few bright (or dark) frames after
-which the same shot comes back: PySceneDetect cuts at the white frames of a flash.
+index is the first frame of the new shot. The flash guard removes cuts that are really a few
+bright (or dark) frames after which the same shot comes back: PySceneDetect cuts at the white
+frames of a flash.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -43,7 +42,7 @@ class SplitConfig(StageSection):
     crf: int = Field(default=20, ge=0, le=51)
 
     @model_validator(mode="after")
-    def _range(self) -> "SplitConfig":
+    def _range(self) -> SplitConfig:
         if self.max_s is not None and self.max_s < self.min_s:
             raise ValueError(f"split.max_s ({self.max_s}) must be >= split.min_s ({self.min_s})")
         return self
@@ -174,7 +173,8 @@ class SplitStage(Stage):
         from . import handoff
 
         out: list[dict] = []
-        self.recorders = [] if self.cfg.kind == "none" else handoff.recorders(self.ctx.plan.config, self.ctx.plan.stages)
+        self.recorders = ([] if self.cfg.kind == "none"
+                          else handoff.recorders(self.ctx.plan.config, self.ctx.plan.stages))
         self.records: list[dict] = []
         videos = list(rows.iter_rows(named=True))
         for n, video in enumerate(videos, 1):

@@ -19,7 +19,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from curate.errors import CurateError
 from curate.rundir import part_name
@@ -37,7 +37,7 @@ class UploadConfig(StageSection):
     cleanup_after_upload: bool = Runtime(False)
 
     @model_validator(mode="after")
-    def _one_target(self) -> "UploadConfig":
+    def _one_target(self) -> UploadConfig:
         if self.target_repo and self.target_dir:
             raise ValueError("give upload.target_repo or upload.target_dir, not both")
         if self.target_repo and self.target_repo.count("/") != 1:

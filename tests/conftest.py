@@ -13,7 +13,8 @@ SAMPLES = REPO / "samples"
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def curate(*args: str, check: bool = True, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def curate(*args: str, check: bool = True, env: dict | None = None,
+           timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess, as a user or a Slurm task would."""
     # A test run inside a Slurm allocation must not leak its job ids into the tasks it starts.
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}

@@ -15,7 +15,7 @@ class LocalServer:
     def __init__(self):
         self.lock = threading.Lock()
         server = self
-        routes = {f"do_{m}": (lambda m: lambda h: server.handle(h, m))(m) for m in self.methods}
+        routes = {f"do_{m}": lambda h, m=m: server.handle(h, m) for m in self.methods}
         handler = type("Handler", (BaseHTTPRequestHandler,), {
             "protocol_version": "HTTP/1.1", "log_message": lambda *args: None, **routes})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -7,7 +7,6 @@ import tarfile
 import zipfile
 
 import polars as pl
-
 from conftest import SAMPLES, curate, write_config
 
 
@@ -53,7 +52,8 @@ def test_archive_members_each_get_a_row(tmp_path, workdir):
     _evil_tar(shards / "a.tar.gz", video)
     _evil_zip(shards / "b.zip", video)
     (shards / "c.tar").write_bytes(b"not really a tar archive" * 100)
-    cfg = write_config(tmp_path / "c.yaml", f"input:\n  shards: [{shards / 'a.tar.gz'}, {shards / 'b.zip'}, {shards / 'c.tar'}]\n")
+    cfg = write_config(tmp_path / "c.yaml",
+                       f"input:\n  shards: [{shards / 'a.tar.gz'}, {shards / 'b.zip'}, {shards / 'c.tar'}]\n")
     before = set(os.listdir(tmp_path))
     curate("local", "-w", workdir, "-c", cfg, "--no-progress")
     table = pl.read_parquet(workdir / "metadata" / "clips.parquet")

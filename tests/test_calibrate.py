@@ -9,7 +9,6 @@ import subprocess
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import DATA, SAMPLES, curate, write_config
 
 # Flash and motion on the real samples and test footage; score's default quality scorer.
@@ -125,7 +124,8 @@ def test_upload_to_a_directory_encodes_at_the_training_size(tmp_path):
                                 "stream=width,height", "-of", "csv=p=0", str(dataset / rel)],
                                capture_output=True, text=True, check=True).stdout.strip()
         assert probe == "256,256", rel
-    assert pl.read_parquet(dataset / "metadata" / "part-00000.parquet")["upload_path"].drop_nulls().len() == len(uploaded)
+    assert (pl.read_parquet(dataset / "metadata" / "part-00000.parquet")["upload_path"].drop_nulls().len()
+            == len(uploaded))
 
 
 def test_a_clip_upload_cannot_write_says_why_in_its_row(tmp_path):

@@ -11,7 +11,6 @@ import time
 
 import polars as pl
 import pytest
-
 from conftest import SAMPLES, curate, write_config
 from fake_llm import FakeCaptionServer
 

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import curate, write_config
+
 from curate.config import load_config, parse_bytes, validate_config
 from curate.errors import ConfigError
 

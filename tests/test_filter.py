@@ -6,11 +6,11 @@ import os
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import DATA, SAMPLES, curate, ffmpeg, write_config
-from stages.filter import FilterConfig
+
 from stages.analyzers.flash import flash_frames
 from stages.decode import iter_frames, scan_clips
+from stages.filter import FilterConfig
 from stages.sampling import FrameNeed
 
 
@@ -97,6 +97,7 @@ def test_ocr_burned_in_subtitles():
 def test_ocr_invents_no_text_on_small_real_frames_and_still_reads_small_real_text(tmp_path):
     """160x90-class real footage without text gives no text; a real sign at 160x84 is still read."""
     from conftest import ffmpeg
+
     from stages.analyzers.ocr import OcrAnalyzer
 
     small = tmp_path / "bikes_160x90.mp4"
@@ -205,7 +206,8 @@ def test_missing_model_package_stops_before_work(tmp_path, workdir, monkeypatch)
     (inputs / "a.mp4").write_bytes((SAMPLES / "flash_3.mp4").read_bytes())
     blocker = tmp_path / "block"
     blocker.mkdir()
-    (blocker / "rapidocr_onnxruntime.py").write_text("raise ImportError('blocked for the test', name='rapidocr_onnxruntime')\n")
+    (blocker / "rapidocr_onnxruntime.py").write_text(
+        "raise ImportError('blocked for the test', name='rapidocr_onnxruntime')\n")
     proc = curate("local", "-w", workdir, "-i", inputs, "--no-progress", "--json", check=False,
                   env={"PYTHONPATH": str(blocker)})
     assert proc.returncode == 1

@@ -8,8 +8,8 @@ import json
 
 import polars as pl
 import pytest
-
 from conftest import DATA, SAMPLES, curate, write_config
+
 from stages.sampling import FrameNeed
 
 FILES = [SAMPLES / "cuts_6shots.mp4", SAMPLES / "flash_3.mp4", SAMPLES / "bikes.mp4", DATA / "lightbox_text_160.mp4",
@@ -64,7 +64,8 @@ def test_filter_and_score_decode_nothing_when_split_recorded_everything(recorded
 
 def test_records_give_the_decisions_of_a_live_decode_on_real_footage(recorded_run):
     tmp, _, _ = recorded_run
-    table = pl.read_parquet(tmp / "run" / "stages" / "score" / "part-00000.parquet").filter(pl.col("clip_id").is_not_null())
+    table = pl.read_parquet(tmp / "run" / "stages" / "score" / "part-00000.parquet").filter(
+        pl.col("clip_id").is_not_null())
     live = live_columns(tmp / "run")
     quality_gaps = []
     for row in table.filter(pl.col("status") == "ok").iter_rows(named=True):
@@ -74,7 +75,8 @@ def test_records_give_the_decisions_of_a_live_decode_on_real_footage(recorded_ru
         # the grid picks the samples nearest the live ones: the same decisions, close scores
         assert abs(row["motion_pairs"] - own["motion_pairs"]) <= 1
         assert (row["motion_area"] < 0.001) == (own["motion_area"] < 0.001), (row["clip_id"], row["motion_area"], own)
-        assert (row["text_area_max"] > 0.02) == (own["text_area_max"] > 0.02), (row["clip_id"], row["text_area_max"], own)
+        assert (row["text_area_max"] > 0.02) == (own["text_area_max"] > 0.02), (
+            row["clip_id"], row["text_area_max"], own)
         assert (row["nsfw_score"] > 0.8) == (own["nsfw_score"] > 0.8)
         if row["quality"] is not None:
             # Other frames of the same clips (4 per clip from the grid, 4 per clip live): on moving
@@ -108,9 +110,11 @@ def test_grid_samples_nearest_the_live_sample_times():
 
     grid = [float(t) for t in range(20)]  # one sample a second from the video start
     # every 2 s from the clip's start (2.3): 2.3, 4.3, 6.3 -> the nearest grid samples inside the clip
-    assert [grid[i] for i in pick_grid(grid, {"start_s": 2.3, "end_s": 7.3}, FrameNeed(per_second=0.5))] == [3.0, 4.0, 6.0]
+    assert [grid[i] for i in pick_grid(grid, {"start_s": 2.3, "end_s": 7.3},
+                                       FrameNeed(per_second=0.5))] == [3.0, 4.0, 6.0]
     # 4 spread over the clip: middles of 4 slices of [0, 8)
-    assert [grid[i] for i in pick_grid(grid, {"start_s": 0.0, "end_s": 8.0}, FrameNeed(count=4))] == [1.0, 3.0, 5.0, 7.0]
+    assert [grid[i] for i in pick_grid(grid, {"start_s": 0.0, "end_s": 8.0},
+                                       FrameNeed(count=4))] == [1.0, 3.0, 5.0, 7.0]
     # a clip between two grid samples has none: it is decoded instead
     assert pick_grid(grid, {"start_s": 3.2, "end_s": 3.9}, FrameNeed(per_second=0.5)) == []
 

@@ -9,7 +9,6 @@ import tarfile
 
 import polars as pl
 import pytest
-
 from conftest import SAMPLES, curate, write_config
 from fake_hub import FakeHub
 
@@ -87,7 +86,8 @@ def test_fetch_downloads_each_index_own_shards_through_faults(hub, tmp_path):
     assert not list((tmp_path / "run" / "media").rglob("*.mp4"))
     uploaded = sorted(p.relative_to(tmp_path / "run" / "dataset").as_posix()
                       for p in (tmp_path / "run" / "dataset").rglob("*.mp4"))
-    assert uploaded == ["clips/data/train-000.tar/clips/bikes.mp4", "clips/data/train-000.tar/clips/carphone_pristine.mp4",
+    assert uploaded == ["clips/data/train-000.tar/clips/bikes.mp4",
+                        "clips/data/train-000.tar/clips/carphone_pristine.mp4",
                         "clips/data/train-001.tar/clips/cuts_6shots.mp4"]
 
 
@@ -111,7 +111,8 @@ def test_fetch_uses_the_hf_cache_and_plain_video_files(hub, tmp_path):
     table = pl.read_parquet(doc["table"])
     offline = {**env, "HF_HUB_OFFLINE": "1"}  # the cached shard alone, and not one request to the Hub
     before = len(hub.requests)
-    cfg_offline = write_config(tmp_path / "o.yaml", FAST + "input: {hf_repo: org/videos, shards: [data/train-001.tar]}\n")
+    cfg_offline = write_config(tmp_path / "o.yaml",
+                               FAST + "input: {hf_repo: org/videos, shards: [data/train-001.tar]}\n")
     alone = json.loads(curate("local", "-w", tmp_path / "offline", "-c", cfg_offline, "--no-progress", "--json",
                               env=offline).stdout)
     assert alone["failed"] == {} and alone["clips_ok"] == 1 and len(hub.requests) == before
@@ -174,10 +175,12 @@ def test_upload_without_a_token_stops_before_any_work(hub, tmp_path):
 
 def test_the_shipped_shard_lists_read_as_shards_files():
     from conftest import REPO
+
     from curate.config import InputConfig
     from curate.manifest import read_shard_list
 
-    hub_list = read_shard_list(InputConfig(hf_repo="org/videos", shards_file=str(REPO / "manifests/hf-shards.example.txt")))
+    hub_list = read_shard_list(InputConfig(hf_repo="org/videos",
+                                           shards_file=str(REPO / "manifests/hf-shards.example.txt")))
     assert hub_list == [f"data/train-0000{i}.tar" for i in range(4)]
     local = read_shard_list(InputConfig(shards_file=str(REPO / "manifests/local-shards.example.txt")))
     assert local[2] == "/shared/datasets/videos/shard-000002.tar.gz" and len(local) == 3

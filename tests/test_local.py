@@ -8,7 +8,6 @@ import sys
 import time
 
 import polars as pl
-
 from conftest import SAMPLES, curate
 
 
@@ -89,9 +88,9 @@ def test_status_and_run_start_fast(tmp_path, workdir):
     """Guard the lazy imports: `status` must not import polars, torch, cv2 or scenedetect."""
     inputs = _inputs(tmp_path, copies=1)
     curate("manifest", "-w", workdir, "-i", inputs)
-    code = ("import sys, runpy; sys.argv=['curate','status','-w',%r,'--json']\n"
+    code = (f"import sys, runpy; sys.argv=['curate','status','-w',{str(workdir)!r},'--json']\n"
             "try:\n runpy.run_module('curate', run_name='__main__')\nexcept SystemExit: pass\n"
             "heavy=[m for m in ('polars','torch','cv2','scenedetect','av','numpy') if m in sys.modules]\n"
-            "print('HEAVY', heavy)") % str(workdir)
+            "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ).stdout
     assert "HEAVY []" in out

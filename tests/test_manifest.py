@@ -2,11 +2,11 @@ import json
 
 import polars as pl
 import pytest
-
 from conftest import curate
+
 from curate.config import InputConfig
 from curate.errors import CurateError
-from curate.manifest import balance_by_bytes, plan_parts, Unit, write_manifest
+from curate.manifest import Unit, balance_by_bytes, plan_parts, write_manifest
 from curate.rundir import RunDir
 
 
@@ -20,7 +20,8 @@ def _files(tmp_path, sizes):
 
 
 def test_balanced_by_bytes_not_count():
-    units = [Unit(str(i), "file", f"/v{i}", f"v{i}", b) for i, b in enumerate([900, 100, 100, 100, 100, 100, 100, 100, 100, 100])]
+    sizes = [900, 100, 100, 100, 100, 100, 100, 100, 100, 100]
+    units = [Unit(str(i), "file", f"/v{i}", f"v{i}", b) for i, b in enumerate(sizes)]
     parts = balance_by_bytes(units, 2)
     loads = sorted(sum(u.bytes for u in p) for p in parts)
     assert loads == [900, 900]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from conftest import DATA, SAMPLES, curate, ffmpeg, write_config
 
 FAST = "filter:\n  ocr: {enabled: false}\n  nsfw: {enabled: false}\n"

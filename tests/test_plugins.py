@@ -95,7 +95,8 @@ def test_a_stage_that_needs_a_gpu_here_without_one_stops_with_the_reason(tmp_pat
                   check=False, env={"CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == ExitCode.STAGE_FAILED
     doc = json.loads(proc.stdout)
-    assert doc["failed"] and all("device = cuda, but torch sees no CUDA device" in why for why in doc["failed"].values())
+    assert doc["failed"] and all("device = cuda, but torch sees no CUDA device" in why
+                                 for why in doc["failed"].values())
     assert len(list((tmp_path / "run" / "markers" / "filter").glob("*.done"))) == 1
 
 

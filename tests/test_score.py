@@ -6,8 +6,8 @@ import math
 
 import polars as pl
 import pytest
-
 from conftest import DATA, SAMPLES, curate, ffmpeg, write_config
+
 from stages.decode import scan_clips
 
 torch = pytest.importorskip("torch")
@@ -161,7 +161,8 @@ def test_classifier_from_a_local_folder_and_its_threshold(tmp_path):
     table = pl.read_parquet(tmp_path / "run" / "metadata" / "clips.parquet")
     scored = table.filter(pl.col("watermark").is_not_null())
     assert scored.height == kept.height and set(scored["status"]) == {"filtered"}
-    assert scored["reason"][0].startswith("classifier: watermark ") and "> score.classifiers[0].max 0" in scored["reason"][0]
+    assert (scored["reason"][0].startswith("classifier: watermark ")
+            and "> score.classifiers[0].max 0" in scored["reason"][0])
 
 
 def test_classifier_label_must_be_a_class_of_the_model(tmp_path):
@@ -169,7 +170,8 @@ def test_classifier_label_must_be_a_class_of_the_model(tmp_path):
     proc, _ = run_score(tmp_path, tmp_path / "run", f"  classifiers:\n    - {{model: {model}, label: logo}}\n",
                         check=False)
     failed = json.loads((tmp_path / "run" / "markers" / "score" / "00000.failed").read_text())
-    assert "score.classifiers[0].label 'logo' is not a class" in failed["error"] and "clean, watermark" in failed["error"]
+    assert ("score.classifiers[0].label 'logo' is not a class" in failed["error"]
+            and "clean, watermark" in failed["error"])
 
 
 def test_only_kept_makes_filter_thresholds_part_of_the_score_fingerprint():
@@ -226,7 +228,8 @@ def dover_weights(path):
     from stages.scorers.dover_net import Dover
 
     torch.manual_seed(3)
-    state = {k: (torch.randn_like(v) * 0.02 if v.dtype.is_floating_point else v) for k, v in Dover().state_dict().items()}
+    state = {k: (torch.randn_like(v) * 0.02 if v.dtype.is_floating_point else v)
+             for k, v in Dover().state_dict().items()}
     for key, shape in DOVER_KEYS.items():
         assert tuple(state[key].shape) == shape, key
     assert not any(k.startswith("technical_backbone.layers.3.") and "fragment" in k for k in state)
@@ -252,7 +255,8 @@ def test_dover_scores_with_the_published_layout_and_stops_on_a_mismatch(tmp_path
     state["aesthetic_head.fc_hid.weight"] = torch.zeros(32, 768, 1, 1, 1)
     del state["technical_head.fc_last.bias"]
     torch.save(state, tmp_path / "bad.pth")
-    proc, _ = run_score(tmp_path, tmp_path / "bad", f"  dover:\n    enabled: true\n    weights: {{path: {tmp_path}/bad.pth}}\n",
+    proc, _ = run_score(tmp_path, tmp_path / "bad",
+                        f"  dover:\n    enabled: true\n    weights: {{path: {tmp_path}/bad.pth}}\n",
                         names=("carphone_pristine.mp4",), check=False)
     failed = json.loads((tmp_path / "bad" / "markers" / "score" / "00000.failed").read_text())
     assert "wrong shapes (1): aesthetic_head.fc_hid.weight: file (32, 768, 1, 1, 1) vs model (64, 768, 1, 1, 1)" \

@@ -7,8 +7,8 @@ import sys
 
 import polars as pl
 import pytest
-
 from conftest import DATA, SAMPLES, curate, write_config
+
 from curate.config import validate_config
 from curate.decisions import apply_decisions, run_checks
 from stages.decode import scan_clips
@@ -92,7 +92,8 @@ def test_every_failing_check_is_listed_and_nulls_pass():
         "duration: clip_duration_s 0.5 < min_duration_s 1", "flash: flash_ratio 0.5 > max_flash_ratio 0.02",
         "motion: static clip, motion_area 0.0001 < min_area 0.001",
         "ocr: text_area_max 0.3 > text_area_threshold 0.02"]
-    assert rows[1]["reason"] == "resolution: short side 90 px < min_short_side 120; nsfw: nsfw_score 0.95 > threshold 0.8"
+    assert rows[1]["reason"] == ("resolution: short side 90 px < min_short_side 120; "
+                                 "nsfw: nsfw_score 0.95 > threshold 0.8")
     assert rows[2]["status"] == "ok" and rows[2]["keep"]  # null scores were not measured: they pass
     assert rows[3]["status"] == "failed" and rows[3]["reason"] == "decode failed" and not rows[3]["keep"]
     assert out["keep"].to_list() == [False, False, True, False]

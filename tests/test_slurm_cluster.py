@@ -13,9 +13,9 @@ import time
 
 import polars as pl
 import pytest
+from conftest import SAMPLES, curate, ffmpeg, write_config
 from polars.testing import assert_frame_equal
 
-from conftest import SAMPLES, curate, ffmpeg, write_config
 from curate.arrayspec import compact
 
 pytestmark = pytest.mark.slurm
@@ -74,7 +74,8 @@ def wait_until_settled(workdir, timeout=300):
     deadline = time.time() + timeout
     while True:
         doc = status(workdir)
-        active = [(s, st["running"], st["pending"]) for s, st in doc["stages"].items() if st["running"] or st["pending"]]
+        active = [(s, st["running"], st["pending"]) for s, st in doc["stages"].items()
+                  if st["running"] or st["pending"]]
         if not active:
             return doc
         assert time.time() < deadline, f"still active after {timeout} s: {active}"
@@ -146,7 +147,8 @@ def test_all_stages_match_the_local_executor(tmp_path, eight_videos):
     sub = json.loads(curate("submit", "-c", cfg, "-w", workdir, "-i", eight_videos, "--parts", "8",
                             "--stage", "all", "--json").stdout)
     for stage in ("fetch", "split"):
-        assert [(c["offset"], compact(c["task_ids"])) for c in sub["stages"][stage]] == [(0, "0-2"), (3, "0-2"), (6, "0-1")]
+        assert [(c["offset"], compact(c["task_ids"])) for c in sub["stages"][stage]] == [
+            (0, "0-2"), (3, "0-2"), (6, "0-1")]
     folder = workdir / "submissions" / sub["id"]
     for n, fetch_chunk in enumerate(sub["stages"]["fetch"]):
         script = (folder / f"split-{n:03d}.sbatch").read_text()
@@ -230,7 +232,8 @@ def test_scancel_and_kill_then_rerun(tmp_path, long_video):
         time.sleep(0.5)
     assert doc["done"] == [] and sorted(doc["failed"]) == ["0", "1"], json.dumps(doc)
     assert doc["failed"]["0"].startswith("CANCELLED")
-    assert doc["failed"]["1"].startswith("FAILED") and "task died without a marker" in doc["failed"]["1"]  # its claim is left, its job is gone
+    # its claim is left, its job is gone
+    assert doc["failed"]["1"].startswith("FAILED") and "task died without a marker" in doc["failed"]["1"]
     assert (workdir / "markers" / "split" / "00001.claim").exists()
 
     curate("rerun", "-w", workdir, "--failed")
@@ -333,7 +336,8 @@ def test_requeued_task_takes_over_the_claim_of_its_own_dead_attempt(tmp_path, lo
                                  "start": time.time(), "token": "attempt-1"}))
     start_now(job)
     doc = wait_until_settled(workdir)
-    assert doc["stages"]["split"]["done"] == doc["stages"]["filter"]["done"] == doc["stages"]["score"]["done"] == [0], doc
+    assert (doc["stages"]["split"]["done"] == doc["stages"]["filter"]["done"] == doc["stages"]["score"]["done"]
+            == [0]), doc
     log = (workdir / "logs" / "split" / f"{job}.out").read_text()
     assert "attempt 2" in log and "took over a stale claim: left by an earlier attempt of this job" in log
     assert table(workdir).filter(pl.col("status") == "ok").height >= 50

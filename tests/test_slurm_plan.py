@@ -3,8 +3,8 @@
 import re
 
 import pytest
-
 from conftest import curate, write_config
+
 from curate.arrayspec import compact, parse_spec
 from curate.config import validate_config
 from curate.errors import ConfigError, CurateError
@@ -114,13 +114,12 @@ def test_paths_and_values_with_spaces_are_quoted(tmp_path):
 
 def test_shipped_profiles_are_package_data(tmp_path):
     """A non-editable install finds slurm/default.yaml: the wheel carries it as curate/profiles."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
     from conftest import REPO
-
-    import shutil
 
     source = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -133,12 +132,12 @@ def test_shipped_profiles_are_package_data(tmp_path):
     (wheel,) = tmp_path.glob("curate-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {"curate/profiles/default.yaml", "curate/profiles/local-test.yaml"} <= set(names)
-    assert "stages/analyzers/ocr.py" in names and "curate/executors/slurm.py" in names
+    assert "stages/analyzers/ocr.py" in names and "curate/executors/slurm.py" in names and "curate/cli/app.py" in names
     # Loading a profile uses the installed package, not a path into the source tree.
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = ("from curate.executors.slurm import load_profile, profile_dir; "
-            "print(profile_dir()); print(load_profile('default')['stages']['split'].mem)")
+            "print(profile_dir()); print(load_profile('default')['stages']['split'].time)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}).stdout.split()
-    assert out == [str(target / "curate" / "profiles"), "4G"]
+    assert out == [str(target / "curate" / "profiles"), "02:00:00"]

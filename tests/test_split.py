@@ -4,8 +4,8 @@ import subprocess
 
 import polars as pl
 import pytest
-
 from conftest import DATA, SAMPLES, curate, write_config
+
 from stages.split import windows
 
 
@@ -35,8 +35,9 @@ def test_long_shot_when_equal_windows_would_be_too_short():
 
 # Every real video with cut truth in the repo (a header alone = verified no cut); flash_3 has
 # three white frames inside one shot and no cut.
-TRUTH = {"flash_3": None, **{p.name[:-len(".cuts.csv")]: SAMPLES if (SAMPLES / p.name.replace(".cuts.csv", ".mp4")).is_file()
-                             else DATA for p in sorted(DATA.glob("*.cuts.csv"))}}
+TRUTH = {"flash_3": None,
+         **{p.name[:-len(".cuts.csv")]: SAMPLES if (SAMPLES / p.name.replace(".cuts.csv", ".mp4")).is_file() else DATA
+            for p in sorted(DATA.glob("*.cuts.csv"))}}
 
 
 def _truth(name):
@@ -97,9 +98,8 @@ def test_cuts_found_on_real_video(kind, capsys):
 
 
 def test_flash_guard_drops_flash_cuts_pyscenedetect_makes():
-    from stages.split import SplitConfig
     from stages.probe import probe
-    from stages.split import detect_shots
+    from stages.split import SplitConfig, detect_shots
 
     facts, _ = probe(SAMPLES / "flash_3.mp4")
     unguarded = detect_shots(str(SAMPLES / "flash_3.mp4"), SplitConfig(flash_guard=False), facts["width"],
@@ -143,9 +143,8 @@ def test_cut_writes_clip_files_of_the_right_length(tmp_path, workdir):
 
 def test_variable_frame_rate_times_are_presentation_times():
     """On a VFR file, clip start times are the PTS of the start frame, not index / fps."""
-    from stages.split import SplitConfig
     from stages.probe import probe
-    from stages.split import detect_shots
+    from stages.split import SplitConfig, detect_shots
 
     path = DATA / "katna_elephantsdream_vfr.mp4"
     with open(DATA / "katna_elephantsdream_vfr.cuts.csv") as fh:

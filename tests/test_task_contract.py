@@ -10,7 +10,6 @@ import time
 
 import polars as pl
 import pytest
-
 from conftest import SAMPLES, curate, write_config
 
 

@@ -156,15 +156,16 @@ def offline_filter(
     as_json: bool = JsonOpt,
 ):
     """Filter whole videos without splitting: `curate local` with split.kind none, then export to a mirror tree."""
+    from stages import STAGES
+
     from ..config import load_config
     from ..executors.local import LocalExecutor
     from ..export import export, reason_counts, summary
     from ..prepare import prepare_run
 
     cfg = load_config(config)
-    cfg.split.kind = "none"
-    if "max_s" not in cfg.split.model_fields_set:
-        cfg.split.max_s = None  # whole videos of any length, unless the config caps them
+    for name, spec in STAGES.items():  # every stage keeps each video whole (split: kind none)
+        spec.load().whole_videos(cfg.stage_section(name))
     output_dir = output_dir.expanduser().resolve()
     run_dir, plan, info = prepare_run(workdir or output_dir / ".curate-run", None, input_dir, False, config_obj=cfg)
     console = _console(stderr=True)

@@ -152,12 +152,13 @@ def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, pl
     run_cmd = " ".join(shlex.quote(p) for p in [python, "-m", "curate", "run", "--workdir", str(run.root),
                                                   "--stage", stage, "--plan", str(plan_path)])
     no_requeue, failed, on_term = int(RequeueLimitReached.exit_code), int(ExitCode.STAGE_FAILED), ExitCode.signalled(15)
+    task = "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"  # this array task's Slurm id, in the shell
     body = f"""
 # curate submission {submission}: stage {stage}, index = SLURM_ARRAY_TASK_ID + {chunk.offset}
 set -u
 CURATE_INDEX=$((SLURM_ARRAY_TASK_ID + {chunk.offset}))
 say() {{ echo "=== curate {stage}[$CURATE_INDEX] $*"; echo "=== curate {stage}[$CURATE_INDEX] $*" >&2; }}
-say "job ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} attempt $((${{SLURM_RESTART_COUNT:-0}} + 1)) on $(hostname) at $(date -Is)"
+say "job {task} attempt $((${{SLURM_RESTART_COUNT:-0}} + 1)) on $(hostname) at $(date -Is)"
 {chr(10).join(setup)}
 # The task runs in the background so this shell can take USR1 (--signal=B:USR1@N) before the time
 # limit or on preemption: the task stops, releases its claim, and the array task is requeued,
@@ -173,7 +174,7 @@ requeue() {{
     exit {failed}
   fi
   say "requeueing"
-  scontrol requeue "${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+  scontrol requeue "{task}"
   exit 0
 }}
 trap requeue USR1

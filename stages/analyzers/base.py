@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 from curate.sections import Section
 
+from ..handoff import Record
 from ..pixels import Frame
 from ..sampling import FrameNeed
-from ..handoff import Record
 
 
 class Analyzer:

@@ -6,8 +6,8 @@ from pydantic import Field
 
 from curate.sections import Decision, Section
 
-from ..sampling import FrameNeed
 from ..handoff import Record, WholeVideoRecorder, pick_frames
+from ..sampling import FrameNeed
 from .base import Analyzer
 
 

@@ -21,8 +21,8 @@ from pydantic import Field
 
 from curate.sections import Decision, Section
 
-from ..sampling import EPS, FrameNeed
 from ..handoff import Record, WholeVideoRecorder, pick_grid
+from ..sampling import EPS, FrameNeed
 from .base import Analyzer
 
 REFERENCE_SHORT_SIDE = 360  # motion_px is pixels per frame as if the clip were 360 px high (640x360)

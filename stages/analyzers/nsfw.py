@@ -6,8 +6,8 @@ from pydantic import Field
 
 from curate.sections import Decision, Device, Section
 
-from ..sampling import FrameNeed
 from ..models import ModelAnalyzer, missing_package, onnx_providers
+from ..sampling import FrameNeed
 
 EXPOSED = {"FEMALE_GENITALIA_EXPOSED", "FEMALE_BREAST_EXPOSED", "MALE_GENITALIA_EXPOSED", "BUTTOCKS_EXPOSED",
            "ANUS_EXPOSED"}

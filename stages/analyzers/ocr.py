@@ -9,8 +9,8 @@ from pydantic import Field
 from curate.errors import CurateError
 from curate.sections import Decision, Device, Section
 
-from ..sampling import FrameNeed
 from ..models import ModelAnalyzer, missing_package, onnx_providers
+from ..sampling import FrameNeed
 
 
 class OcrConfig(Section):

@@ -1,5 +1,6 @@
 """The scorer shape: a model analyzer (declare frames, preprocess, batched infer, summarize) whose
-config carries `device`, `batch_size`, `dtype` and `min`/`max` thresholds on its main column. Scorer modules import torch and model packages only inside methods."""
+config carries `device`, `batch_size`, `dtype` and `min`/`max` thresholds on its main column.
+Scorer modules import torch and model packages only inside methods."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ class Scorer(ModelAnalyzer):
             path, where = ref.locate()
             return path is not None, where
 
-        entries = [ModelEntry(key, enabled, ref.describe(), lambda ref=ref: located(ref)) for key, ref in self.weights()]
+        entries = [ModelEntry(key, enabled, ref.describe(), lambda ref=ref: located(ref))
+                   for key, ref in self.weights()]
         entries = entries or [ModelEntry(self.key, enabled, "none", lambda: (True, "weight-free"))]
         entries[-1].load = self.preflight
         return entries

@@ -17,7 +17,8 @@ from .base import Scorer, ScorerConfig
 HEAD_HOW = ("get sa_0_4_vit_l_14_linear.pth from github.com/LAION-AI/aesthetic-predictor or "
             "sac+logos+ava1-l14-linearMSE.pth from github.com/christophschuhmann/improved-aesthetic-predictor "
             "and set score.laion_aes.head.path")
-CLIP_HOW = "the OpenAI ViT-L/14 weights for open_clip are open_clip_pytorch_model.bin of timm/vit_large_patch14_clip_224.openai"
+CLIP_HOW = ("the OpenAI ViT-L/14 weights for open_clip are open_clip_pytorch_model.bin of "
+            "timm/vit_large_patch14_clip_224.openai")
 
 
 class LaionAesConfig(ScorerConfig):
