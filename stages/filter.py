@@ -14,7 +14,7 @@ from curate.decisions import first_failure
 from curate.sections import Decision, StageSection, subsections
 
 from .analyzers import analyzer_classes, build_analyzers
-from .base import Stage
+from .measure import ClipMeasurer, MeasuringStage, chunks
 
 EXPENSIVE_COST = 10
 
@@ -49,8 +49,10 @@ def basic_checks(cfg) -> list:
     return found
 
 
-class FilterStage(Stage):
+class FilterStage(MeasuringStage):
     name = "filter"
+    cpus, mem = 2, "8G"
+    consumers = staticmethod(build_analyzers)
 
     @classmethod
     def threshold_checks(cls, cfg) -> list:
@@ -63,28 +65,7 @@ class FilterStage(Stage):
             columns.update(analyzer.columns)
         return {**columns, "skipped_by": "Utf8"}
 
-    @classmethod
-    def models(cls, cfg) -> list:
-        return [m for a in build_analyzers(cfg, enabled_only=False)
-                for m in a.models(cfg.enabled and a.cfg.enabled)]
-
-    @classmethod
-    def resources(cls, cfg):
-        from curate.plugin import Resources, gpus_of
-
-        return Resources(cpus=2, mem="8G", gpus=gpus_of(d for a in build_analyzers(cfg) for d in a.devices()))
-
-    @classmethod
-    def recorded_consumers(cls, cfg) -> list:
-        return build_analyzers(cfg)
-
-    def preflight(self) -> None:
-        self.analyzers = build_analyzers(self.cfg)
-        for analyzer in self.analyzers:
-            analyzer.preflight()
-
     def run(self, rows):
-        from .measure import ClipMeasurer
         from .schema import frame
 
         passthrough, clips_ok = [], []
@@ -99,7 +80,7 @@ class FilterStage(Stage):
                 results[clip["clip_id"]] = {"skipped_by": early.split(":")[0]}
             else:
                 todo.append(clip)
-        results.update(filter_columns(self.analyzers, self.cfg, ClipMeasurer.for_task(self.ctx, self.analyzers), todo))
+        results.update(filter_columns(self.measuring, self.cfg, ClipMeasurer.for_task(self.ctx, self.measuring), todo))
         out = [{**row, **results.get(row["clip_id"], {})} for row in clips_ok]
         self.ctx.stats["clips_scored"] = len(results)
         return frame(passthrough + out, {**dict(rows.schema), **self.columns(self.cfg)})
@@ -107,8 +88,6 @@ class FilterStage(Stage):
 
 def filter_columns(analyzers: list, cfg, measurer, clips: list[dict]) -> dict[str, dict]:
     """Each clip's filter columns (or its failure), the cascade run over chunks of measured clips."""
-    from .measure import chunks
-
     results: dict[str, dict] = {}
     for chunk in chunks(measurer.clips(clips)):
         for m in chunk:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .base import by_video
+from .base import Stage, by_video
 from .decode import scan_clips
 from .handoff import Handoff, Record, part_path
 
@@ -117,3 +117,30 @@ def live_items(m: Measured) -> int:
     if m.records is None:
         return 0
     return sum(len(r.items) for r in m.records.values() if r.items is not None and not r.packed)
+
+
+class MeasuringStage(Stage):
+    """A stage made of frame consumers over the engine (filter: analyzers, score: scorers): what it
+    loads, records and needs follows from its consumers."""
+
+    cpus, mem = 1, "2G"
+    consumers: Callable[..., list]  # (cfg, enabled_only=True) -> the consumers of the config
+
+    @classmethod
+    def models(cls, cfg) -> list:
+        return [m for c in cls.consumers(cfg, enabled_only=False) for m in c.models(cfg.enabled and c.cfg.enabled)]
+
+    @classmethod
+    def resources(cls, cfg):
+        from curate.plugin import Resources, gpus_of
+
+        return Resources(cpus=cls.cpus, mem=cls.mem, gpus=gpus_of(d for c in cls.consumers(cfg) for d in c.devices()))
+
+    @classmethod
+    def recorded_consumers(cls, cfg) -> list:
+        return cls.consumers(cfg)
+
+    def preflight(self) -> None:
+        self.measuring = type(self).consumers(self.cfg)
+        for consumer in self.measuring:
+            consumer.preflight()

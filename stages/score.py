@@ -22,7 +22,8 @@ from pydantic import Field
 
 from curate.sections import Runtime, StageSection, subsections
 
-from .base import Stage, earlier_decisions, target_clips
+from .base import earlier_decisions, target_clips
+from .measure import ClipMeasurer, MeasuringStage
 from .scorers import build_scorers, scorer_classes
 from .scorers.classifier import ClassifierConfig
 
@@ -64,8 +65,10 @@ class Batcher:
         return done
 
 
-class ScoreStage(Stage):
+class ScoreStage(MeasuringStage):
     name = "score"
+    cpus, mem = 4, "16G"
+    consumers = staticmethod(build_scorers)
 
     @classmethod
     def threshold_checks(cls, cfg) -> list:
@@ -83,40 +86,19 @@ class ScoreStage(Stage):
             columns.update(scorer.columns)
         return columns
 
-    @classmethod
-    def models(cls, cfg) -> list:
-        return [m for s in build_scorers(cfg, enabled_only=False) for m in s.models(cfg.enabled and s.cfg.enabled)]
-
-    @classmethod
-    def resources(cls, cfg):
-        from curate.plugin import Resources, gpus_of
-
-        return Resources(cpus=4, mem="16G", gpus=gpus_of(d for s in build_scorers(cfg) for d in s.devices()))
-
-    @classmethod
-    def recorded_consumers(cls, cfg) -> list:
-        return build_scorers(cfg)
-
-    def preflight(self) -> None:
-        self.scorers = build_scorers(self.cfg)
-        for scorer in self.scorers:
-            scorer.preflight()
-
     def run(self, rows):
         from .schema import frame
 
-        targets = target_clips(rows, self.ctx.plan.config, self.name, self.cfg.only_kept) if self.scorers else []
+        targets = target_clips(rows, self.ctx.plan.config, self.name, self.cfg.only_kept) if self.measuring else []
         results = self._score(targets) if targets else {}
         out = [{**row, **results.get(row.get("clip_id"), {})} for row in rows.to_dicts()]
         self.ctx.stats["clips_scored"] = sum(1 for r in results.values() if r.get("status") != "failed")
         return frame(out, {**dict(rows.schema), **self.columns(self.cfg)})
 
     def _score(self, clips: list[dict]) -> dict[str, dict]:
-        from .measure import ClipMeasurer
-
-        measurer = ClipMeasurer.for_task(self.ctx, self.scorers, decode_threads=self.cfg.decode_threads, unpack=True)
+        measurer = ClipMeasurer.for_task(self.ctx, self.measuring, decode_threads=self.cfg.decode_threads, unpack=True)
         results: dict[str, dict] = defaultdict(dict)
-        batchers = [Batcher(s) for s in self.scorers]
+        batchers = [Batcher(s) for s in self.measuring]
         pool = None
         if self.cfg.workers > 1 and len(batchers) > 1:
             from concurrent.futures import ThreadPoolExecutor
