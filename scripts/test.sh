@@ -15,4 +15,5 @@ if [ -z "${SLURM_CONF:-}" ] && [ "${CURATE_SKIP_SLURM:-0}" != 1 ] && [ "$(id -u)
 elif [ -z "${SLURM_CONF:-}" ]; then
   echo "note: no Slurm cluster for the tests (needs root, or export SLURM_CONF); its tests are skipped" >&2
 fi
-.venv/bin/python -m pytest -q -ra --durations=12 tests
+# Two workers: most tests wait on ffmpeg and task subprocesses; the Slurm tests share one worker.
+.venv/bin/python -m pytest -q -ra --durations=12 -n "${CURATE_TEST_WORKERS:-2}" --dist loadgroup tests

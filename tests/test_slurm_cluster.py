@@ -18,7 +18,8 @@ from polars.testing import assert_frame_equal
 
 from curate.arrayspec import compact
 
-pytestmark = pytest.mark.slurm
+# One cluster for every test here: they run one after another on one xdist worker (loadgroup).
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -359,7 +360,7 @@ def test_requeue_is_capped_by_max_requeues(tmp_path, long_video):
             assert time.time() < deadline, f"attempt {attempt} never claimed the task"
             time.sleep(0.05)
         time.sleep(0.5)
-        (job,) = squeue_ids("curate-split")
+        job = json.loads(claim.read_text())["job_id"]  # this run's task (another test's job may linger)
         subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)  # as at the time limit
         if attempt == 1:
             deadline = time.time() + 60
