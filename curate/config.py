@@ -8,6 +8,7 @@ they are read from the environment (curate.secrets).
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .rundir import INDEX_WIDTH
 from .sections import Section, StageSection, parse_bytes, subsections
 
 
@@ -29,7 +31,7 @@ class InputConfig(Section):
     shards_file: str | None = None
     extensions: list[str] = Field(
         default_factory=lambda: [".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"])
-    parts: int | None = Field(default=None, ge=1)
+    parts: int | None = Field(default=None, ge=1, le=10**INDEX_WIDTH)  # part names have INDEX_WIDTH digits
     part_size: int = 2 * 1000**3
     shards_per_part: int = Field(default=1, ge=1)
 
@@ -74,7 +76,7 @@ class ClipsConfig(Section):
 
 
 class LocalConfig(Section):
-    workers: int = Field(default=2, ge=1)
+    workers: int = Field(default=2, ge=1, le=1024)
 
 
 _SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
@@ -196,17 +198,85 @@ def validate_config(data: dict[str, Any] | None, source: str = "config") -> Conf
     return config
 
 
+# What aliases may expand a YAML document to, beyond its own length: a few legitimate `&defaults`
+# references fit easily, a "billion laughs" document (a few hundred bytes, GBs expanded) does not.
+_YAML_ALIAS_ALLOWANCE = 10_000_000
+
+
+@functools.cache
+def _strict_loader() -> type:
+    """A SafeLoader that rejects duplicate keys (plain YAML silently keeps the last one)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` may be overridden by the keys beside it
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    continue  # an unhashable key: the base class reports it
+                if duplicate:
+                    mark = key_node.start_mark
+                    raise ConfigError(f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1}); "
+                                      "each key may appear once per section")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
+def _expanded_size(node: Any, memo: dict[int, int | None]) -> int:
+    """Characters of a composed YAML node with every alias expanded; an alias node is shared, so memoized."""
+    import yaml
+
+    if id(node) in memo:
+        size = memo[id(node)]
+        if size is None:
+            raise ConfigError(f"a YAML alias refers to its own anchor (line {node.start_mark.line + 1})")
+        return size
+    memo[id(node)] = None
+    if isinstance(node, yaml.ScalarNode):
+        size = 1 + len(node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, memo) for item in node.value)
+    else:
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = size
+    return size
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse one YAML document strictly: no duplicate keys, no alias expansion beyond a bound."""
+    import yaml
+
+    loader = _strict_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > len(text) + _YAML_ALIAS_ALLOWANCE:
+            raise ConfigError("YAML aliases (*name) expand it to more than "
+                              f"{_YAML_ALIAS_ALLOWANCE // 1_000_000} MB more than the file; write the values out")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path | None) -> Config:
     """Read and validate a YAML config; None gives the defaults."""
     if path is None:
         return validate_config({})
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; copy config.example.yaml and edit it")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return validate_config(data, source=str(path))
+    return validate_config(load_yaml(path.read_text(), str(path)), source=str(path))

@@ -1,11 +1,12 @@
 """Claim, done and failed markers of one (stage, index).
 
-Claims are files created with O_CREAT|O_EXCL, which is atomic on local disks, NFSv3+ and
-Lustre, unlike flock/fcntl locks. A holder refreshes the claim's mtime (heartbeat); a claim is
-stale when its process is gone (same host), it was left by an earlier attempt of our own Slurm
-array task (a requeue after a node failure keeps the job id), its Slurm job is gone, or its
-heartbeat is older than the TTL. Breaking a stale claim renames it away first, so of two
-breakers only one wins.
+Claims are written in full under a temp name, then hard-linked into place: link fails when the
+name exists (like O_CREAT|O_EXCL) and is atomic on local disks, NFSv3+ and Lustre, unlike
+flock/fcntl locks, so a claim is always complete or absent. A holder refreshes the claim's
+mtime (heartbeat); a claim is stale when its process is gone (same host), it was left by an
+earlier attempt of our own Slurm array task (a requeue after a node failure keeps the job id),
+its Slurm job is gone, or its heartbeat is older than the TTL. Breaking a stale claim renames
+it away first, so of two breakers only one wins.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rundir import RunDir, atomic_write_json, read_json
+from .errors import CurateError
+from .rundir import RunDir, atomic_write_json, read_json, write_temp
 
 HEARTBEAT_S = float(os.environ.get("CURATE_HEARTBEAT_S", "30"))
 CLAIM_TTL_S = float(os.environ.get("CURATE_CLAIM_TTL_S", "600"))
@@ -95,7 +97,7 @@ def read_claim(path: Path) -> ClaimInfo | None:
         return None
     owner = read_json(path)
     if owner is None:
-        # Created but not yet written by its holder (a few microseconds), or written by a crash.
+        # Unreadable: left by an older curate that created claims before writing them.
         owner = {}
     return ClaimInfo(owner, max(0.0, time.time() - mtime))
 
@@ -133,16 +135,30 @@ class Claim:
 
 def try_claim(path: Path, job_alive: JobAliveCheck | None = None) -> tuple[Claim | None, dict | None]:
     """Take the claim. Returns (claim, None) or (None, owner of the live claim that blocks us)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     owner = current_owner()
+    try:
+        # Written in full under a temp name first, then linked into place (link fails if the name
+        # exists, like O_EXCL): a claim is complete or absent, even when the disk fills up.
+        tmp = write_temp(path, json.dumps(owner).encode())
+    except OSError as exc:
+        raise CurateError(f"cannot write the claim {path}: {exc.strerror or exc}; "
+                          "free space (or fix permissions) in the run directory and run again") from None
+    try:
+        return _link_claim(tmp, path, owner, job_alive)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _link_claim(tmp: Path, path: Path, owner: dict,
+                job_alive: JobAliveCheck | None) -> tuple[Claim | None, dict | None]:
     broken: list[str] = []
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(tmp, path)
         except FileExistsError:
             info = read_claim(path)
             if info is None:
-                continue  # released between our open and our read
+                continue  # released between our link and our read
             stale = info.stale_reason(job_alive, owner["job_id"])
             if stale is None:
                 return None, info.owner
@@ -162,10 +178,6 @@ def try_claim(path: Path, job_alive: JobAliveCheck | None = None) -> tuple[Claim
             broken_path.unlink(missing_ok=True)
             broken.append(stale)
             continue
-        with os.fdopen(fd, "w") as fh:
-            json.dump(owner, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
         return Claim(path, owner, broken), None
     info = read_claim(path)
     return None, info.owner if info else {}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from stages import STAGE_ORDER, STAGES
 
-from .config import Config, validate_config
-from .errors import CurateError
+from .config import Config, load_yaml, validate_config
+from .errors import ConfigError, CurateError
 from .hashing import stable_hash
 from .rundir import RunDir, atomic_write_text, read_json
 from .sections import fingerprint_fields
@@ -80,16 +80,24 @@ def write_plan(path: Path, config: Config, manifest_info: dict) -> dict:
 
 
 def load_plan(run: RunDir, path: Path | None = None) -> Plan:
-    import yaml
-
     path = path or run.require().run_yaml
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text(errors="replace")  # bad bytes become a YAML error, not a traceback
     except FileNotFoundError:
         raise CurateError(f"plan {path} does not exist") from None
-    config = validate_config(doc.get("config"), source=str(path))
+    try:
+        doc = load_yaml(text, str(path))
+        if not isinstance(doc, dict) or not isinstance(doc.get("fingerprints"), dict):
+            raise ConfigError(f"{path} is not a curate plan (no `fingerprints:` mapping)")
+        config = validate_config(doc.get("config"), source=str(path))
+        num_parts = int(doc["num_parts"])
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        detail = exc if isinstance(exc, ConfigError) else f"{path} has a bad or missing num_parts ({exc})"
+        raise CurateError(f"{detail}\nThe run's plan is damaged: run `curate manifest`, `local` or `submit` on this "
+                          "run directory again with your config (-c) and input (-i, or input: in the config) to "
+                          "write it again; finished work of unchanged stages is kept.") from None
     info = read_json(run.manifest_info) or {}
     if info.get("fingerprint") != doc.get("manifest_fingerprint"):
         raise CurateError(f"the manifest in {run.root} changed after {path} was written; "
                           "start the run again with `curate local` or `curate submit`")
-    return Plan(config, dict(doc["fingerprints"]), int(doc["num_parts"]), Path(path))
+    return Plan(config, dict(doc["fingerprints"]), num_parts, Path(path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,18 +19,33 @@ def part_name(index: int) -> str:
     return f"part-{index:0{INDEX_WIDTH}d}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp name in the same directory, fsync, rename: readers never see half a file."""
+def write_temp(path: Path, data: bytes) -> Path:
+    """Write `data` to a new, fsynced temp file beside `path` and return its name (removed on failure).
+
+    Created with os.open(0o666) rather than mkstemp (always 0600) so its mode follows the umask:
+    a group sharing a run directory can read everything curate writes.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp name in the same directory, fsync, rename: readers never see half a file."""
+    tmp = write_temp(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

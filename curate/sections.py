@@ -7,10 +7,11 @@ them through the stage registry, so adding a stage never edits the config module
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
@@ -22,6 +23,8 @@ def parse_bytes(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as 2GB or 500MiB")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("size must be a finite number")
         if value < 0:
             raise ValueError("size must be >= 0")
         return int(value)
@@ -42,8 +45,28 @@ def _device(value: str) -> str:
 Device = Annotated[str, AfterValidator(_device)]
 
 
+# No setting is meaningfully larger (bytes, counts, seconds); a bigger number is a typo, and one
+# past int64 breaks Slurm, parquet columns and C libraries far from the config that caused it.
+MAX_INT = 10**15
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ValueError(f"too large (at most {MAX_INT:.0e} in absolute value)")
+    if isinstance(value, (list, tuple, set)):
+        for item in value:
+            _bounded(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _bounded(item)
+    return value
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but never a valid threshold or duration.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    _bound_ints = field_validator("*")(lambda cls, v: _bounded(v))
 
 
 class StageSection(Section):

@@ -39,17 +39,12 @@ def _merge(base: dict, over: dict) -> dict:
 
 def with_thresholds(config, path: Path):
     """The config with the thresholds of the YAML file at `path` in place of its own."""
-    import yaml
-
-    from .config import validate_config
+    from .config import load_yaml, validate_config
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"thresholds file {path} does not exist")
-    try:
-        doc: Any = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    doc: Any = load_yaml(path.read_text(), str(path))
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected sections with thresholds, e.g. filter: {{motion: {{min_score: 0.001}}}}")
     _walk(config, doc, "", str(path))

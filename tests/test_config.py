@@ -75,3 +75,45 @@ def test_yaml_syntax_error(tmp_path, workdir):
     cfg = write_config(tmp_path / "c.yaml", "split: [unclosed\n")
     proc = curate("local", "-w", workdir, "-i", tmp_path, "-c", cfg, check=False)
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _bomb(levels: int, width: int = 9) -> str:
+    """A "billion laughs" document: a few hundred bytes that aliases expand to width**levels strings."""
+    lines = ["caption:", "  extra_body:", '    l0: &l0 "lol"']
+    lines += [f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path, workdir):
+    text = _bomb(7)  # ~19 MB expanded; 9 levels (GBs) are refused just as fast
+    assert len(text) < 600
+    cfg = write_config(tmp_path / "c.yaml", text)
+    proc = curate("local", "-w", workdir, "-i", tmp_path, "-c", cfg, check=False, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "aliases" in proc.stderr and "expand" in proc.stderr
+    with pytest.raises(ConfigError, match="aliases"):
+        load_config(write_config(tmp_path / "big.yaml", _bomb(9)))
+
+
+def test_yaml_aliases_within_bound_still_work(tmp_path):
+    cfg = load_config(write_config(tmp_path / "c.yaml", "slurm:\n  defaults: &d {cpus: 4}\n"
+                                                        "  stages: {split: *d, filter: {<<: *d, cpus: 8}}\n"))
+    assert cfg.slurm.stages["split"].cpus == 4 and cfg.slurm.stages["filter"].cpus == 8
+
+
+@pytest.mark.parametrize("text,key", [
+    ("local:\n  workers: 2\n  workers: 3\n", "duplicate key 'workers'"),
+    ("split:\n  min_s: 1\nsplit:\n  max_s: 5\n", "duplicate key 'split'"),
+    ("split:\n  max_s: .inf\n", "split.max_s"),
+    ("caption:\n  timeout_s: .inf\n", "caption.timeout_s"),
+    ("input:\n  part_size: .inf\n", "input.part_size"),
+    ("local:\n  workers: 12345678901234567890123456789\n", "local.workers"),
+    ("input:\n  parts: 12345678901234567890123456789\n", "input.parts"),
+    ("slurm:\n  max_requeues: 12345678901234567890123456789\n", "slurm.max_requeues"),
+], ids=["dup-key", "dup-section", "inf", "inf-seconds", "inf-size", "huge-workers", "huge-parts", "huge-any-int"])
+def test_silently_odd_values_are_refused(tmp_path, workdir, text, key):
+    cfg = write_config(tmp_path / "c.yaml", text)
+    proc = curate("local", "-w", workdir, "-i", tmp_path, "-c", cfg, check=False)
+    assert proc.returncode == 2, proc.stdout
+    assert key in proc.stderr and "Traceback" not in proc.stderr
+    assert not workdir.exists()
