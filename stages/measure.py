@@ -83,8 +83,9 @@ class ClipMeasurer:
                 self.decode_s += time.perf_counter() - started
                 clip_id = scan.clip["clip_id"]
                 done.add(clip_id)
-                if not scan.frames:
-                    yield Measured(scan.clip, None, f"{self.stage}: no frame decoded in the clip's range")
+                if not scan.frames or scan.damage:  # a clip missing frames is not measured from a part of it
+                    why = scan.damaged or "no frame decoded in the clip's range"
+                    yield Measured(scan.clip, None, f"{self.stage}: {why}")
                 else:
                     have = found[clip_id]
                     yield Measured(scan.clip, {s.key: s.live_record() if have[s.key] is None

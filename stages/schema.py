@@ -35,7 +35,7 @@ CLIP_SCHEMA = {
     "start_s": "Float64",
     "end_s": "Float64",
     "clip_duration_s": "Float64",
-    "boundary": "Utf8",      # what starts the clip: start | shot | window
+    "boundary": "Utf8",      # what starts the clip: start | shot | window | resume (after damage)
     "clip_path": "Utf8",
 }
 

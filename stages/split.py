@@ -3,13 +3,15 @@
 PySceneDetect's AdaptiveDetector (or TransNetV2) finds the shots over one PyAV decode, and a
 flash guard keeps a few bright frames inside one shot from counting as cuts. A shot longer than max_s is cut into equal
 windows (each at most max_s); a shot shorter than min_s becomes a `dropped` row with its
-reason, so every second of every video is accounted for in the table.
+reason, so every second of every video is accounted for in the table. Decoding resumes after a
+damaged stretch of the file (stages/decode.py): no clip spans one, and the clips of that video say
+where decoding broke.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -76,6 +78,8 @@ class Shots:
     ranges: list[tuple[int, int]]  # [start, end) frame indices
     times: list[float]  # presentation time of every decoded frame (variable frame rate safe)
     flash_cuts: list[int]  # cuts the detector reported that the flash guard removed
+    damage: list = field(default_factory=list)  # the Damage (stages/decode.py) decoding skipped
+    resumed: list[int] = field(default_factory=list)  # the frames decoding resumed at after damage
 
     @property
     def decoded(self) -> int:
@@ -85,6 +89,12 @@ class Shots:
         if index < len(self.times):
             return float(self.times[index])
         return float(self.times[-1]) + 1.0 / fps if len(self.times) else 0.0
+
+    def end_at(self, index: int, fps: float) -> float:
+        """When the shot ending before frame `index` ends: one frame after its last where lost frames follow."""
+        if index in self.resumed:
+            return float(self.times[index - 1]) + 1.0 / fps
+        return self.time_at(index, fps)
 
 
 def make_detector(cfg, width: int, height: int, fps: float):
@@ -122,17 +132,18 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
     if cfg.flash_guard:
         guard = FlashGuard(cfg.flash_max_frames, cfg.flash_brightness_delta)
         consumers.append(guard)
-    for _ in scan_clips(path, [{"start_s": 0.0, "end_s": None}], consumers):
-        pass
+    (scan,) = scan_clips(path, [{"start_s": 0.0, "end_s": None}], consumers)
     times = clock.end()
     if not times:
-        raise ValueError("no frame could be decoded")
+        raise ValueError(f"no frame could be decoded: {scan.damaged}" if scan.damage else "no frame could be decoded")
     cuts = detector.end()
     flashes: list[int] = []
     if guard is not None:
         cuts, flashes = guard.filter(cuts)
-    edges = [0] + [c for c in cuts if 0 < c < len(times)] + [len(times)]
-    return Shots(list(zip(edges, edges[1:])), times, flashes)
+    # Where decoding resumed after damage, a shot ends: a clip must not run across lost frames.
+    resumed = [times.index(d.resume_s) for d in scan.damage if d.resume_s is not None and d.resume_s in times]
+    edges = sorted({0, len(times), *(c for c in cuts + resumed if 0 < c < len(times))})
+    return Shots(list(zip(edges, edges[1:])), times, flashes, scan.damage, resumed)
 
 
 class SplitStage(Stage):
@@ -191,6 +202,8 @@ class SplitStage(Stage):
         return frame(out, CLIP_SCHEMA)
 
     def _clips(self, video: dict) -> list[dict]:
+        from .decode import describe
+
         base = {k: video.get(k) for k in VIDEO_SCHEMA}
         fps = video["fps"] or 25.0
         if self.cfg.kind == "none":
@@ -201,18 +214,19 @@ class SplitStage(Stage):
         except Exception as exc:  # a broken file must not kill the task
             return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}]
         # A truncated or corrupt file decodes fewer frames than its header promises: keep the clips
-        # we got and record how far decoding went.
+        # we got, record how far decoding went and, on ok clips, where it broke.
         base["decoded_frames"] = shots.decoded
+        damaged = describe(shots.damage)
         base["flash_cuts_ignored"] = len(shots.flash_cuts)
         rows = []
         for shot_start, shot_end in shots.ranges:
             for i, (a, b, drop) in enumerate(windows(shot_start, shot_end, fps, self.cfg.min_s, self.cfg.max_s)):
-                boundary = "window" if i else ("start" if a == 0 else "shot")
-                start_s, end_s = shots.time_at(a, fps), shots.time_at(b, fps)
+                boundary = "window" if i else ("start" if a == 0 else "resume" if a in shots.resumed else "shot")
+                start_s, end_s = shots.time_at(a, fps), shots.end_at(b, fps)
                 row = {**base, "clip_id": f"{video['video_id']}-{a:06d}", "start_frame": a, "end_frame": b,
                        "start_s": round(start_s, 4), "end_s": round(end_s, 4),
                        "clip_duration_s": round(end_s - start_s, 4), "boundary": boundary,
-                       "status": "dropped" if drop else "ok", "reason": drop}
+                       "status": "dropped" if drop else "ok", "reason": drop or damaged}
                 if self.cfg.cut and not drop:
                     row.update(self._cut(video["path"], row))
                 rows.append(row)
