@@ -14,4 +14,13 @@ def stable_hash(obj: Any) -> str:
 
 def stable_id(*parts: str) -> str:
     """A video id that stays the same for the same source across rebuilds."""
-    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:16]
+    # surrogatepass: a name that is not valid UTF-8 (its bytes kept as surrogates) still gets its own id
+    return hashlib.sha1("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def printable(name: str) -> str:
+    """`name` as valid UTF-8 text: the bytes of a non-UTF-8 file or member name shown as \\xNN escapes."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no byte decoded to
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import heapq
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import InputConfig
 from .errors import CurateError
-from .hashing import stable_hash, stable_id
+from .hashing import printable, stable_hash, stable_id
 from .rundir import RunDir, atomic_write_json, atomic_write_parquet, read_json
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
@@ -27,10 +28,23 @@ class Unit:
     source: str  # absolute path of the file or shard
     relpath: str
     bytes: int
+    # The path's bytes when it is not valid UTF-8 (source and relpath then show them escaped): what fetch opens.
+    raw: bytes | None = None
 
 
 def is_archive(name: str) -> bool:
     return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def local_unit(root: Path, path: Path, kind: str) -> Unit:
+    rel = path.relative_to(root).as_posix()
+    source = printable(str(path))
+    try:
+        size = path.stat().st_size  # a symlink counts its target's bytes
+    except OSError:
+        size = 0  # a broken symlink: fetch gives it a row that says so
+    # The id is of the real name, so two names that escape alike stay two videos.
+    return Unit(stable_id(rel), kind, source, printable(rel), size, os.fsencode(path) if source != str(path) else None)
 
 
 def scan_dir(root: Path, extensions: list[str]) -> list[Unit]:
@@ -41,14 +55,11 @@ def scan_dir(root: Path, extensions: list[str]) -> list[Unit]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            # Every file with a video extension is taken, broken or not: fetch records why a
-            # bad one gives no clips instead of it vanishing from the run.
-            if name.lower().endswith(wanted) and not path.is_symlink():
-                units.append(Unit(stable_id(rel), "file", str(path), rel, path.stat().st_size))
-            elif is_archive(name) and not path.is_symlink():
-                units.append(Unit(stable_id(rel), "archive", str(path), rel, path.stat().st_size))
+            # Every file with a video extension is taken, broken or not, symlinks followed: fetch records
+            # why a bad one gives no clips instead of it vanishing from the run.
+            kind = "file" if name.lower().endswith(wanted) else "archive" if is_archive(name) else None
+            if kind:
+                units.append(local_unit(root, Path(dirpath) / name, kind))
     return units
 
 
@@ -158,13 +169,15 @@ def write_manifest(run: RunDir, cfg: InputConfig, rebuild: bool = False) -> dict
             f"({existing['num_units']} units) that differs from what the input gives now "
             f"({len(parts)} parts, {sum(map(len, parts))} units). Use a new --workdir, or pass "
             "--rebuild-manifest to replace it (every stage is then redone).")
-    if existing:
-        for old in run.manifests.glob("part-*.parquet"):
-            old.unlink()
+    # Written whole into a fresh folder, then swapped in: an interrupted rebuild leaves the old manifest
+    # (or, between the two renames, none, which the next run builds again), never a mix of the two.
+    fresh, retired = run.manifests.with_name("manifests.new"), run.manifests.with_name("manifests.old")
+    shutil.rmtree(fresh, ignore_errors=True)
     for index, units in enumerate(parts):
         frame = pl.DataFrame([u.__dict__ for u in units], schema={
-            "video_id": pl.Utf8, "kind": pl.Utf8, "source": pl.Utf8, "relpath": pl.Utf8, "bytes": pl.Int64})
-        atomic_write_parquet(run.manifest_part(index), frame)
+            "video_id": pl.Utf8, "kind": pl.Utf8, "source": pl.Utf8, "relpath": pl.Utf8, "bytes": pl.Int64,
+            "raw": pl.Binary})
+        atomic_write_parquet(fresh / run.manifest_part(index).name, frame)
     info = {
         "fingerprint": fp,
         "num_parts": len(parts),
@@ -173,5 +186,10 @@ def write_manifest(run: RunDir, cfg: InputConfig, rebuild: bool = False) -> dict
         "source": cfg.dir or "shards",
         "part_bytes": [sum(u.bytes for u in p) for p in parts],
     }
-    atomic_write_json(run.manifest_info, info)
+    atomic_write_json(fresh / run.manifest_info.name, info)
+    shutil.rmtree(retired, ignore_errors=True)
+    if run.manifests.exists():
+        run.manifests.rename(retired)
+    fresh.rename(run.manifests)
+    shutil.rmtree(retired, ignore_errors=True)
     return info

@@ -44,13 +44,32 @@ def whole_video(row: dict) -> bool:
 
 
 def output_relpath(row: dict, mode: str, cfg: ClipsConfig) -> str:
-    rel = PurePosixPath(str(row["relpath"]).replace("::", "/"))  # archive members: shard/member
+    # Built from the relpath's parts (an archive member's is shard::member), none of which can climb out:
+    # a name may hold '::', '/' or '..' of its own.
+    parts = [part for piece in str(row["relpath"]).split("::") for part in piece.split("/") if part not in ("", ".")]
+    rel = PurePosixPath(*[part if part != ".." else "__" for part in parts] or ["_"])
     if whole_video(row) and mode != "encode":
         return rel.as_posix()
     suffix = ".webm" if cfg.codec == "libvpx-vp9" else ".mp4"
     if whole_video(row):
         return rel.with_suffix(suffix).as_posix()
     return (rel.with_suffix("") / f"{row['clip_id']}{suffix}").as_posix()
+
+
+def check_relpath(rel: str) -> str:
+    """`rel` itself, refused (ValueError) unless it is a relative path with no '..' part."""
+    path = PurePosixPath(rel)
+    if not path.parts or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"output path {rel!r} is not a plain relative path")
+    return rel
+
+
+def confined(root: Path, rel: str) -> Path:
+    """root/rel, refused (ValueError) unless it resolves inside root (a symlinked folder could lead out)."""
+    dest = root / check_relpath(rel)
+    if not dest.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"output path {rel!r} resolves outside {root}")
+    return dest
 
 
 def _link(src: Path, dest: Path, report: PublishReport) -> None:
@@ -101,18 +120,23 @@ def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, wr
     report = PublishReport()
     outputs: dict[str, str] = {}
     try:
+        taken: dict[str, str] = {}  # output path -> the clip written there
         for done, row in enumerate(kept, 1):
             if mode == "none":
                 break
             rel = output_relpath(row, mode, cfg)
-            dest = out_dir / rel
+            if taken.setdefault(rel, row["clip_id"]) != row["clip_id"]:  # one name twice (a shard's duplicate members)
+                path = PurePosixPath(rel)
+                rel = path.with_name(f"{path.stem}.{row['clip_id']}{path.suffix}").as_posix()
+                taken[rel] = row["clip_id"]
             src = Path(row["path"])
-            if dest.exists() and state.get(rel) == tag:
-                report.skipped += 1
-                outputs[row["clip_id"]] = rel
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
             try:
+                dest = confined(out_dir, rel)
+                if dest.exists() and state.get(rel) == tag:
+                    report.skipped += 1
+                    outputs[row["clip_id"]] = rel
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
                 if mode == "link":
                     _link(src, dest, report)
                 elif mode == "copy":

@@ -9,19 +9,28 @@ with a status and a reason.
 
 from __future__ import annotations
 
+import lzma
+import os
 import tarfile
 import zipfile
+import zlib
+from collections import Counter
 from pathlib import Path, PurePosixPath
 
 from pydantic import Field, field_validator
 
-from curate.hashing import stable_id
+from curate.hashing import printable, stable_id
 from curate.sections import Runtime, StageSection, parse_bytes
 
 from .archive import CappedWriter, iter_members
 from .base import Stage
 from .probe import probe, require_ffmpeg
 from .schema import VIDEO_SCHEMA, frame
+
+# What reading one member can raise when the member itself is bad (encrypted, an unsupported compression,
+# corrupt data): that member fails, the rest of the archive is still read. A full disk is not among them.
+MEMBER_ERRORS = (RuntimeError, NotImplementedError, EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error,
+                 lzma.LZMAError)
 
 
 class FetchConfig(StageSection):
@@ -49,12 +58,30 @@ class FetchStage(Stage):
             if unit["kind"].startswith("hf_"):
                 out += self._hub(unit, extensions)
             elif unit["kind"] == "archive":
-                out += self._archive(unit, extensions)
+                out += self._archive({**unit, "path": self._local_path(unit)}, extensions)
             else:
                 out.append(self._probed({"video_id": unit["video_id"], "source": unit["source"],
-                                         "relpath": unit["relpath"], "path": unit["source"]}))
+                                         "relpath": unit["relpath"], "path": self._local_path(unit)}))
         self.ctx.stats["videos_ok"] = sum(r["status"] == "ok" for r in out)
         return frame(out, VIDEO_SCHEMA)
+
+    def _local_path(self, unit: dict) -> str:
+        """The unit's file as a path later stages can store: a file whose name is not UTF-8 is linked
+        into the media folder under its id (a parquet column holds only UTF-8)."""
+        if not unit.get("raw"):
+            return unit["source"]
+        real = os.fsdecode(unit["raw"])
+        if unit["kind"] == "archive":
+            return real  # read here only; its members get names of their own
+        suffix = PurePosixPath(real).suffix.lower()
+        alias = self.ctx.run.media_dir(self.ctx.index) / f"{unit['video_id']}{suffix if suffix.isascii() else ''}"
+        alias.parent.mkdir(parents=True, exist_ok=True)
+        alias.unlink(missing_ok=True)
+        try:
+            os.link(real, alias)
+        except OSError:  # another filesystem, or the file is gone: a symlink (probe then says why)
+            os.symlink(os.path.abspath(real), alias)
+        return str(alias)
 
     @staticmethod
     def _probed(row: dict) -> dict:
@@ -99,17 +126,22 @@ class FetchStage(Stage):
         dest.mkdir(parents=True, exist_ok=True)
         writer = CappedWriter(self.cfg.max_archive_bytes)
         rows: list[dict] = []
+        seen: Counter[str] = Counter()
         try:
             for count, member in enumerate(iter_members(Path(unit.get("path") or unit["source"]))):
-                base = {"video_id": stable_id(unit["video_id"], member.name),
-                        "source": f"{unit['source']}::{member.name}",
-                        "relpath": f"{unit['relpath']}::{member.name}", "bytes": member.size}
+                name = printable(member.name)  # a latin-1 tar name holds undecodable bytes
+                seen[member.name] += 1
+                # A name met again is another member: its own id (the first keeps the id it always had).
+                again = () if seen[member.name] == 1 else (str(seen[member.name]),)
+                base = {"video_id": stable_id(unit["video_id"], member.name, *again),
+                        "source": f"{unit['source']}::{name}",
+                        "relpath": f"{unit['relpath']}::{name}", "bytes": member.size}
                 if count >= self.cfg.max_archive_members:
                     rows.append({**base, "status": "rejected",
                                  "reason": f"archive has more than fetch.max_archive_members="
                                            f"{self.cfg.max_archive_members} members; the rest were not read"})
                     break
-                suffix = PurePosixPath(member.name).suffix.lower()
+                suffix = PurePosixPath(name).suffix.lower()
                 if member.refused:
                     rows.append({**base, "status": "rejected", "reason": member.refused})
                 elif suffix not in extensions:
@@ -121,6 +153,10 @@ class FetchStage(Stage):
                             writer.copy(src, target)
                     except OverflowError as exc:
                         rows.append({**base, "status": "rejected", "reason": str(exc)})
+                        continue
+                    except MEMBER_ERRORS as exc:
+                        rows.append({**base, "status": "failed",
+                                     "reason": f"member unreadable: {type(exc).__name__}: {exc}"})
                         continue
                     rows.append(self._probed({**base, "path": str(target)}))
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:

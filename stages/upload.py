@@ -150,12 +150,12 @@ class UploadStage(Stage):
         return out
 
     def _to_dir(self, files: list[tuple[str, Path]]) -> tuple[int, int]:
-        from curate.publish import copy_atomic
+        from curate.publish import confined, copy_atomic
 
         root = self.cfg.target_root(self.ctx.run.root)
         sent = skipped = 0
         for rel, path in files:
-            dest = root / rel
+            dest = confined(root, rel)  # publish built rel from safe parts; this holds if it ever did not
             if dest.is_file() and dest.stat().st_size == path.stat().st_size and sha256_of(dest) == sha256_of(path):
                 skipped += 1
                 continue
@@ -168,7 +168,10 @@ class UploadStage(Stage):
         from huggingface_hub import CommitOperationAdd, HfApi
 
         from curate.hub import REPO_TYPE, explain, list_files, retried
+        from curate.publish import check_relpath
 
+        for rel, _ in files:  # a path in the repo must not climb out of clips/ (publish never gives one that does)
+            check_relpath(rel)
         api, repo = HfApi(), self.cfg.target_repo
         try:
             retried(api.create_repo, repo, repo_type=REPO_TYPE, private=self.cfg.private, exist_ok=True)
