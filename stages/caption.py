@@ -3,11 +3,13 @@ file-upload API, resumable and cost-accounted.
 
 Frames come from the decode loop (`frames` spread over each clip, `frame_size` short side, JPEG).
 Requests run `max_workers` at a time while the next clips decode. Every answer is appended to a
-side file of the task (`stages/caption/part-NNNNN.answers.<settings>.jsonl`, flushed every few
-answers), so a task killed at its time limit, preempted or `kill -9`ed sends only the clips still
-without an answer when it runs again, and nothing is paid twice. `max_cost_usd` stops the run
-cleanly once the answers' reported cost reaches it. The API key is read from the variable named by
-`api_key_env` only and goes into the Authorization header, never into a record.
+side file of the task (`stages/caption/part-NNNNN.answers.<settings>.jsonl`, flushed and fsynced
+before the request counts as done), so a task killed at its time limit, preempted or `kill -9`ed
+sends only the clips still without an answer when it runs again, and nothing is paid twice.
+`max_cost_usd` is one budget for the whole run (`Budget`: a ledger every task reserves from before
+sending). A signal stops sending at once: no new attempt, no wait for hanging requests. The API key
+is read from the variable named by `api_key_env` only and goes into the Authorization header; every
+server text passes the scrubber before it is written.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +32,8 @@ from .base import Stage, by_video, earlier_decisions, target_clips
 from .decode import scan_clips
 from .sampling import FrameNeed
 
-FLUSH_EVERY = 4  # answers between fsyncs of the side file
+POLL_S = 0.2  # longest wait of the main thread, so that a signal stops it at once
+BUDGET_POLL_S = 0.5  # how often a task waiting for the run-wide budget asks the ledger again
 COLUMNS = {"caption": "Utf8", "caption_model": "Utf8", "caption_tokens_in": "Int64", "caption_tokens_out": "Int64",
            "caption_cost_usd": "Float64", "caption_error": "Utf8"}
 ANSWERS_GLOB = "part-*.answers.*.jsonl"
@@ -91,42 +95,44 @@ def read_answers(path: Path) -> list[dict]:
 
 
 class AnswerStore:
-    """The side file of one task: one JSON line per answered clip, appended as answers arrive."""
+    """The side file of one task: one JSON line per answered clip, appended as answers arrive.
+
+    `add` returns only once the line is flushed (and fsynced), so an answer the task counts is on
+    disk: a kill -9 right after it loses nothing that was paid for.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.answers: dict[str, dict] = {}
         self.lock = threading.Lock()
-        self.unflushed = 0
-        self.last_flush = time.monotonic()
         self.handle = None
 
     def load(self) -> dict[str, dict]:
         self.answers.update({record["clip_id"]: record for record in read_answers(self.path)})
         return self.answers
 
-    def add(self, record: dict) -> None:
+    def add(self, record: dict) -> dict:
         from curate.secrets import scrub
 
+        line = scrub(json.dumps(record))  # captions and errors are server text: the key may be echoed
+        record = json.loads(line)  # what goes into the part is what went to disk
         with self.lock:
             if self.handle is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.handle = open(self.path, "a")
-            self.handle.write(scrub(json.dumps(record)) + "\n")
+            self.handle.write(line + "\n")
+            self.handle.flush()
             self.answers[record["clip_id"]] = record
-            self.unflushed += 1
-            if self.unflushed >= FLUSH_EVERY or time.monotonic() - self.last_flush > 2:
-                self._flush()
-
-    def _flush(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.unflushed, self.last_flush = 0, time.monotonic()
+            fd = self.handle.fileno()
+        try:
+            os.fsync(fd)  # outside the lock: the workers' fsyncs overlap with their requests
+        except OSError:
+            pass  # closed by a stopping task: the flushed line survives the process anyway
+        return record
 
     def close(self) -> None:
         with self.lock:
             if self.handle is not None:
-                self._flush()
                 self.handle.close()
                 self.handle = None
 
@@ -134,10 +140,100 @@ class AnswerStore:
         return sum(a.get("cost_usd") or 0.0 for a in self.answers.values())
 
 
-def run_cost(stage_dir: Path, exclude: Path | None = None) -> float:
-    """Cost reported so far by every task of the run (all side files), this task's left out."""
-    return sum(answer.get("cost_usd") or 0.0 for path in stage_dir.glob(ANSWERS_GLOB) if path != exclude
-               for answer in read_answers(path))
+def answers_index(path: Path) -> str:
+    return str(int(path.name.split(".", 1)[0].removeprefix("part-")))
+
+
+class Budget:
+    """`max_cost_usd` for the whole run: one ledger in the stage folder (`budget.json`) that every
+    task changes under a POSIX fcntl lock (`budget.lock`, shared by NFS clients), reserving a
+    request's cost before it is sent.
+
+    The ledger holds what each index's side files cost (`spent`), the reservations in flight and the
+    largest answer cost seen. A request goes only while spent + reserved < max_cost_usd; it reserves
+    the largest answer cost seen so far (before the run's first answer, only one request of the run
+    is out at a time), so the run buys no more than one task sending one request at a time would. A
+    killed task's reservations count until its index runs again (which recounts its side files) or
+    until they expire (then they count as paid).
+    """
+
+    WAIT, OVER = "wait", "over"
+
+    def __init__(self, folder: Path, cfg: CaptionConfig, index: int, other_keys_cost: float):
+        from .caption_client import MAX_RETRY_AFTER_S
+
+        self.path, self.lock_path = folder / "budget.json", folder / "budget.lock"
+        self.cap, self.index, self.other_keys_cost = cfg.max_cost_usd, str(index), other_keys_cost
+        self.ttl_s = (cfg.timeout_s + MAX_RETRY_AFTER_S) * (cfg.max_retries + 1)  # a request's longest life
+        self.thread_lock = threading.Lock()  # fcntl locks are per process: the workers take turns here
+
+    @contextmanager
+    def ledger(self):
+        import fcntl
+
+        from curate.rundir import atomic_write_json
+
+        with self.thread_lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o666)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+                try:
+                    doc = json.loads(self.path.read_text())
+                except FileNotFoundError:
+                    doc = self.seed()
+                yield doc
+                atomic_write_json(self.path, doc)
+            finally:
+                os.close(fd)  # releases the lock
+
+    def seed(self) -> dict:
+        """A new ledger counts every answer already on disk (from a run that had no limit before)."""
+        spent: dict[str, float] = {}
+        largest = None
+        for path in self.path.parent.glob(ANSWERS_GLOB):
+            for answer in read_answers(path):
+                cost = answer.get("cost_usd") or 0.0
+                spent[answers_index(path)] = spent.get(answers_index(path), 0.0) + cost
+                largest = max(largest or 0.0, cost)
+        return {"spent": spent, "reserved": {}, "largest_answer_usd": largest}
+
+    def start(self, own_cost: float) -> float:
+        """Recount this index (an earlier attempt may have died with reservations out); the run's spend."""
+        with self.ledger() as doc:
+            doc["spent"][self.index] = self.other_keys_cost + own_cost
+            doc["reserved"] = {k: r for k, r in doc["reserved"].items() if r["index"] != self.index}
+            return sum(doc["spent"].values())
+
+    def reserve(self, clip_id: str) -> str | None:
+        """None: send it. WAIT: the requests in flight could reach the limit. OVER: the limit is reached."""
+        now = time.time()
+        with self.ledger() as doc:
+            for key, r in list(doc["reserved"].items()):
+                if r["until"] < now:  # its task died: count it as paid until that index is recounted
+                    del doc["reserved"][key]
+                    doc["spent"][r["index"]] = doc["spent"].get(r["index"], 0.0) + r["usd"]
+            spent = sum(doc["spent"].values())
+            if spent >= self.cap:
+                return self.OVER
+            largest, reserved = doc["largest_answer_usd"], doc["reserved"]
+            if (largest is None and reserved) or spent + sum(r["usd"] for r in reserved.values()) >= self.cap:
+                return self.WAIT
+            reserved[f"{self.index}:{clip_id}"] = {"usd": largest or 0.0, "index": self.index,
+                                                   "until": now + self.ttl_s}
+            return None
+
+    def settle(self, clip_id: str, store: AnswerStore | None = None, cost: float | None = None) -> None:
+        """The request is over: drop its reservation and, after an answer, recount this index."""
+        with self.ledger() as doc:
+            doc["reserved"].pop(f"{self.index}:{clip_id}", None)
+            if store is not None:
+                doc["spent"][self.index] = self.other_keys_cost + store.cost()
+                doc["largest_answer_usd"] = max(doc["largest_answer_usd"] or 0.0, cost or 0.0)
+
+    def spent(self) -> float:
+        with self.ledger() as doc:
+            return sum(doc["spent"].values())
 
 
 class FrameGrabber:
@@ -245,15 +341,29 @@ class CaptionStage(Stage):
             out.append(row)
         return frame(out, {**dict(rows.schema), **COLUMNS})
 
+    def _budget(self, store: AnswerStore) -> Budget | None:
+        """The run-wide ledger when max_cost_usd is set, with this index recounted from its side files."""
+        if self.cfg.max_cost_usd is None:
+            return None
+        folder = store.path.parent
+        others = [p for p in folder.glob(store.path.name.split(".", 1)[0] + ".answers.*.jsonl") if p != store.path]
+        budget = Budget(folder, self.cfg, self.ctx.index,
+                        sum(a.get("cost_usd") or 0.0 for p in others for a in read_answers(p)))
+        budget.start(store.cost())
+        return budget
+
     def _caption(self, clips: list[dict], store: AnswerStore) -> None:
+        import signal
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-        from .caption_client import CaptionClient, Systemic, Transient
+        from curate.task import HANDLED_SIGNALS
+
+        from .caption_client import CaptionClient, Stopped, Systemic, Transient
 
         if not clips:
             return
         cfg = self.cfg
-        spent_elsewhere = run_cost(store.path.parent, exclude=store.path)
+        budget = self._budget(store)
         videos = by_video(clips)
         client = CaptionClient(cfg, self.api_key)
         grabber = FrameGrabber(cfg)
@@ -262,25 +372,52 @@ class CaptionStage(Stage):
         systemic: list[Exception] = []
         budget_hit = False
 
-        def settle(futures) -> None:
-            for future in futures:
+        def ask(jpegs: list[bytes], clip_id: str) -> None:
+            """One clip, in a worker: its answer is on disk and in the ledger before the request counts as done."""
+            try:
+                answer = client.caption(jpegs, clip_id)
+            except BaseException:
+                if budget is not None:
+                    budget.settle(clip_id)
+                raise
+            store.add({"clip_id": clip_id, "caption": answer.caption, "error": answer.error,
+                       "model": answer.model or cfg.model, "tokens_in": answer.tokens_in,
+                       "tokens_out": answer.tokens_out, "cost_usd": answer.cost_usd, "at": time.time()})
+            if budget is not None:
+                budget.settle(clip_id, store, answer.cost_usd)
+
+        def settle(timeout: float = POLL_S) -> None:
+            # Never an unbounded wait: a signal delivered to another thread runs its handler (TaskInterrupted)
+            # only when the main thread wakes up.
+            done, _ = wait(list(inflight), timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done:
                 clip_id = inflight.pop(future)
                 try:
-                    answer = future.result()
+                    future.result()
                 except Transient as exc:
                     transient[clip_id] = str(exc)
-                    continue
                 except Systemic as exc:
                     systemic.append(exc)
-                    continue
-                store.add({"clip_id": clip_id, "caption": answer.caption, "error": answer.error,
-                           "model": answer.model or cfg.model, "tokens_in": answer.tokens_in,
-                           "tokens_out": answer.tokens_out, "cost_usd": answer.cost_usd, "at": time.time()})
+                    client.stop.set()  # the requests in flight get no retries
+                except Stopped:
+                    pass
 
-        def over_budget() -> bool:
-            return cfg.max_cost_usd is not None and spent_elsewhere + store.cost() >= cfg.max_cost_usd
+        def may_send(clip_id: str) -> bool:
+            nonlocal budget_hit
+            while budget is not None and not systemic:
+                verdict = budget.reserve(clip_id)
+                if verdict is None:
+                    return True
+                if verdict == Budget.OVER:
+                    budget_hit = True
+                    return False
+                settle(BUDGET_POLL_S) if inflight else time.sleep(BUDGET_POLL_S)  # others' requests in flight
+            return not systemic
 
-        pool = ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="curate-caption")
+        # Workers block the task's signals so that the kernel delivers them to the main thread.
+        pool = ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="curate-caption",
+                                  initializer=signal.pthread_sigmask, initargs=(signal.SIG_BLOCK, HANDLED_SIGNALS))
+        finished = False
         try:
             for n, (path, video_clips) in enumerate(videos.items(), 1):
                 self.ctx.log(f"caption[{self.ctx.index}] {n}/{len(videos)} {video_clips[0]['relpath']}: "
@@ -289,16 +426,15 @@ class CaptionStage(Stage):
                     for scan in scan_clips(path, video_clips, [grabber]):
                         jpegs = grabber.end()
                         while len(inflight) >= cfg.max_workers:  # decode ahead by at most one round
-                            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                            settle(done)
-                        if systemic or over_budget():
-                            budget_hit = not systemic
+                            settle()
+                        clip_id = scan.clip["clip_id"]
+                        if jpegs and not may_send(clip_id):
                             break
                         if not jpegs:
-                            store.add({"clip_id": scan.clip["clip_id"], "caption": None, "at": time.time(),
+                            store.add({"clip_id": clip_id, "caption": None, "at": time.time(),
                                        "error": "no frame decoded in the clip's range", "model": cfg.model})
                             continue
-                        inflight[pool.submit(client.caption, jpegs, scan.clip["clip_id"])] = scan.clip["clip_id"]
+                        inflight[pool.submit(ask, jpegs, clip_id)] = clip_id
                 except Exception as exc:  # a broken video leaves its clips for the error column, not the task
                     if isinstance(exc, (Systemic, CurateError)):
                         raise
@@ -308,16 +444,22 @@ class CaptionStage(Stage):
                                        "error": f"decode failed: {type(exc).__name__}: {exc}", "at": time.time()})
                 if systemic or budget_hit:
                     break
-            settle(wait(list(inflight)).done)
+            while inflight:
+                settle()
+            finished = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            client.close()
+            # A signal or an error: no attempt starts after this, and nobody waits for the requests still
+            # hanging (the task's exit ends them); what they answer meanwhile is still recorded.
+            client.stop.set()
+            pool.shutdown(wait=finished, cancel_futures=True)
+            if finished:
+                client.close()
         if systemic:
             raise systemic[0]
         left = len(clips) - sum(1 for c in clips if c["clip_id"] in store.answers)
-        if budget_hit or (over_budget() and left):
-            raise CurateError(f"caption.max_cost_usd={cfg.max_cost_usd:g} reached: "
-                              f"${spent_elsewhere + store.cost():.4f} reported by this run; "
+        spent = budget.spent() if budget is not None else 0.0
+        if budget_hit or (budget is not None and left and spent >= cfg.max_cost_usd):
+            raise CurateError(f"caption.max_cost_usd={cfg.max_cost_usd:g} reached: ${spent:.4f} reported by this run; "
                               f"{left} clips of index {self.ctx.index} have no caption yet. "
                               "Raise the limit and run again: answered clips are not sent again")
         if transient:

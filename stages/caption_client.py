@@ -6,18 +6,22 @@ Outcomes of one request:
 - `Transient` after the retries are spent (429, 5xx, time-outs, dropped connections): the clip is
   left for a rerun, nothing is recorded;
 - `Systemic` at once for 400/401/403/404 and other 4xx: bad key, unknown model, wrong URL — no
-  point in sending the other clips.
-The API key goes only into the Authorization header; messages never contain it.
+  point in sending the other clips;
+- `Stopped` once the task is stopping (`CaptionClient.stop` set): no new attempt, no back-off wait.
+The API key goes only into the Authorization header; text from the server passes the scrubber
+(`short`), since a server may echo the header back.
 """
 
 from __future__ import annotations
 
 import base64
 import email.utils
+import threading
 import time
 from dataclasses import dataclass
 
 from curate.errors import CurateError
+from curate.secrets import scrub
 
 MAX_RETRY_AFTER_S = 120.0
 
@@ -42,6 +46,10 @@ class Systemic(CurateError):
     """The service refuses the requests themselves; the task stops."""
 
 
+class Stopped(Exception):
+    """The task is stopping (a signal, a systemic error): this request is not sent (again)."""
+
+
 def retry_after_s(value: str | None) -> float | None:
     """Retry-After as seconds, from a number or an HTTP date."""
     if not value:
@@ -56,7 +64,8 @@ def retry_after_s(value: str | None) -> float | None:
 
 
 def short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
+    """Server text for a message or a record: one line, cut, and scrubbed (a server may echo the key)."""
+    text = scrub(" ".join(text.split()))
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -79,6 +88,7 @@ class CaptionClient:
         import httpx
 
         self.cfg = cfg
+        self.stop = threading.Event()  # set when the task stops: no new attempt starts after it
         headers = dict(cfg.headers)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -99,11 +109,17 @@ class CaptionClient:
             hinted = getattr(exc, "retry_after", None)
             return min(hinted, MAX_RETRY_AFTER_S) if hinted is not None else backoff(state)
 
+        def sleep(seconds: float) -> None:
+            if self.stop.wait(seconds):  # a back-off must not hold a stopping task
+                raise Stopped(clip_id)
+
         send = self._chat if self.cfg.provider == "openai" else self._upload
         try:
             for attempt in Retrying(stop=stop_after_attempt(self.cfg.max_retries + 1), wait=wait, reraise=True,
-                                    retry=retry_if_exception_type(Transient)):
+                                    sleep=sleep, retry=retry_if_exception_type(Transient)):
                 with attempt:
+                    if self.stop.is_set():
+                        raise Stopped(clip_id)
                     try:
                         return send(jpegs, clip_id)
                     except httpx.TimeoutException:

@@ -2,8 +2,10 @@
 multipart upload API, for the caption tests: the stage's real client talks to it over TCP.
 
 `script` is a list of behaviours used one per request, in arrival order ("ok" once it runs out):
-ok, 429 (with Retry-After: 1), 500, hang (answers after `hang_s`), malformed (200, not JSON), 401.
-Every request is recorded: clip id, time, number of images, the Authorization header.
+ok, 429 (with Retry-After: 1), 500, hang (answers after `hang_s`), malformed (200, not JSON), 401,
+echo (200, not JSON, echoing the request's Authorization header as a broken proxy might).
+Every request is recorded: clip id, time of arrival, number of images, the Authorization header,
+and `answered` once a 200 answer (one the client pays for) has been sent.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ class FakeCaptionServer(LocalServer):
         with self.lock:
             return [r["clip"] for r in self.requests]
 
+    def answered(self) -> list[str]:
+        """The clip of every 200 answer sent, in order: what the client was billed for."""
+        with self.lock:
+            return [r["clip"] for r in self.requests if r.get("answered")]
+
     # -- one request -------------------------------------------------------------------------------
     def handle(self, h: BaseHTTPRequestHandler, method: str = "POST") -> None:
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
@@ -53,15 +60,20 @@ class FakeCaptionServer(LocalServer):
                 return self.reply(h, 500, {"error": {"message": "upstream exploded"}})
             if behaviour == "401":
                 return self.reply(h, 401, {"error": {"message": "No auth credentials found"}})
-            if behaviour == "malformed":
-                return self.reply(h, 200, None, raw=b'{"choices": [ this is not json')
             caption = f"caption of {record['clip']} from {images} frames"
-            if h.path.endswith("/upload"):
-                return self.reply(h, 200, {"result": {"caption": caption}})
-            return self.reply(h, 200, {"id": "cmpl-1", "model": record.get("model", "test-model"),
-                                       "choices": [{"index": 0, "message": {"role": "assistant", "content": caption}}],
-                                       "usage": {"prompt_tokens": 100 * images, "completion_tokens": 12,
-                                                 "cost": self.cost}})
+            if behaviour == "malformed":
+                self.reply(h, 200, None, raw=b'{"choices": [ this is not json')
+            elif behaviour == "echo":
+                self.reply(h, 200, None, raw=f"bad gateway; you sent Authorization: {record['auth']}".encode())
+            elif h.path.endswith("/upload"):
+                self.reply(h, 200, {"result": {"caption": caption}})
+            else:
+                self.reply(h, 200, {"id": "cmpl-1", "model": record.get("model", "test-model"),
+                                    "choices": [{"index": 0, "message": {"role": "assistant", "content": caption}}],
+                                    "usage": {"prompt_tokens": 100 * images, "completion_tokens": 12,
+                                              "cost": self.cost}})
+            with self.lock:
+                record["answered"] = True
         finally:
             with self.lock:
                 self.inflight -= 1

@@ -2,12 +2,7 @@
 with image parts and a multipart upload API; the stage's real client talks to it over TCP."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import polars as pl
 import pytest
@@ -101,37 +96,6 @@ def test_concurrency_stays_within_max_workers(scored_run, tmp_path):
     with FakeCaptionServer(latency_s=0.4) as server:
         caption_run(scored_run, tmp_path, server.url, "  max_workers: 3\n")
     assert server.max_inflight == 3
-
-
-def test_a_killed_task_resumes_without_paying_twice(scored_run, tmp_path):
-    workdir = tmp_path / "run"
-    shutil.copytree(scored_run / "run", workdir)
-    cfg = write_config(tmp_path / "c.yaml", "filter:\n  ocr: {enabled: false}\n  nsfw: {enabled: false}\n"
-                       "caption:\n  enabled: true\n  api_key_env: TEST_CAPTION_KEY\n  max_workers: 2\n")
-    with FakeCaptionServer(latency_s=0.5) as server:
-        cfg.write_text(cfg.read_text() + f"  base_url: {server.url}/v1\n")
-        curate("manifest", "-w", workdir, "-c", cfg)  # freeze the config with caption on
-        env = {**os.environ, **ENV}
-        task = subprocess.Popen([sys.executable, "-m", "curate", "run", "-w", str(workdir), "--stage", "caption",
-                                 "--index", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        folder = workdir / "stages" / "caption"
-        deadline = time.time() + 60
-        while not any(len(p.read_text().splitlines()) >= 4 for p in folder.glob("*.answers.*.jsonl")):
-            assert time.time() < deadline and task.poll() is None, "no answers were checkpointed"
-            time.sleep(0.05)
-        os.kill(task.pid, signal.SIGKILL)
-        task.wait()
-        (answers,) = folder.glob("*.answers.*.jsonl")
-        saved = {json.loads(line)["clip_id"] for line in answers.read_text().splitlines()}
-        sent_before = len(server.requests)
-        assert not (folder / "part-00000.parquet").exists()
-        curate("run", "-w", workdir, "--stage", "caption", "--index", "0", env=ENV)
-        resent = set(server.clip_ids()[sent_before:])
-    assert not resent & saved  # nothing answered before the kill was asked again
-    curate("export", "-w", workdir)
-    clips = kept(workdir)
-    assert clips["caption"].is_not_null().all()
-    assert set(clips["clip_id"]) == saved | resent
 
 
 def test_upload_api_provider(scored_run, tmp_path):
