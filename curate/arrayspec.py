@@ -9,8 +9,12 @@ from .errors import CurateError
 _PART = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
 
 
-def parse_spec(spec: str) -> tuple[list[int], int | None]:
-    """Return (sorted unique indices, throttle or None)."""
+def parse_spec(spec: str, num_parts: int | None = None) -> tuple[list[int], int | None]:
+    """Return (sorted unique indices, throttle or None).
+
+    With `num_parts`, an index outside 0..num_parts-1 is refused before any range is expanded, so a
+    spec like 0-300000000 costs nothing (no list of 300 million indices).
+    """
     text = spec.replace(" ", "")
     throttle = None
     if "%" in text:
@@ -18,7 +22,7 @@ def parse_spec(spec: str) -> tuple[list[int], int | None]:
         if not limit.isdigit() or int(limit) < 1:
             raise CurateError(f"array spec {spec!r}: the throttle after % must be a positive number")
         throttle = int(limit)
-    indices: set[int] = set()
+    ranges: list[range] = []
     for part in filter(None, text.split(",")):
         match = _PART.match(part)
         if not match:
@@ -28,10 +32,12 @@ def parse_spec(spec: str) -> tuple[list[int], int | None]:
         step = int(match.group(3) or 1)
         if end < start or step < 1:
             raise CurateError(f"array spec {spec!r}: {part!r} is an empty range")
-        indices.update(range(start, end + 1, step))
-    if not indices:
+        if num_parts is not None and end >= num_parts:
+            raise CurateError(f"array spec {spec!r}: index {end} is outside this run's manifest (0-{num_parts - 1})")
+        ranges.append(range(start, end + 1, step))
+    if not ranges:
         raise CurateError(f"array spec {spec!r} names no index")
-    return sorted(indices), throttle
+    return sorted({i for r in ranges for i in r}), throttle
 
 
 def compact(indices: list[int]) -> str:

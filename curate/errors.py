@@ -27,7 +27,8 @@ class ExitCode(IntEnum):
 _MEANINGS = {
     ExitCode.OK: "done, already done, or claimed by another task",
     ExitCode.STAGE_FAILED: "the stage failed (see the `.failed` marker); `local`: an index failed",
-    ExitCode.USAGE: "a usage or config error, or missing weights (nothing was done)",
+    ExitCode.USAGE: ("a usage or config error, missing weights or packages, a full or read-only run directory "
+                     "(nothing was done)"),
     ExitCode.UPSTREAM_NOT_DONE: "the previous stage is not done for this index",
     ExitCode.REQUEUE_LIMIT: ("stopped at the time limit after `slurm.max_requeues` requeues "
                              "(a `.failed` marker says so)"),
@@ -49,6 +50,10 @@ class CurateError(Exception):
 
 class ConfigError(CurateError):
     """The configuration is invalid; raised before any work starts."""
+
+
+class DeviceUnavailable(CurateError):
+    """A device the config asks for is not on this machine (a login node checking a GPU stage)."""
 
 
 class UpstreamNotDone(CurateError):

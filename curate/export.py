@@ -11,6 +11,7 @@ from pathlib import Path
 from .plan import Plan
 from .rundir import RunDir, atomic_write_bytes, atomic_write_parquet
 from .status import collect_status
+from .task import storage_errors
 
 FORMATS = ("parquet", "jsonl")
 
@@ -49,15 +50,16 @@ def final_table(run: RunDir, plan: Plan):
 def export(run: RunDir, plan: Plan, fmt: str = "parquet", out: Path | None = None,
            progress=None) -> tuple[Path, object, int]:
     table, incomplete = final_table(run, plan)
-    if plan.config.clips.enabled and "keep" in table.columns:
-        from .materialize import materialize
-
-        table = materialize(run, table, plan.config.clips, progress)
     out = out or run.metadata / f"clips.{fmt}"
-    if fmt == "jsonl":
-        atomic_write_bytes(out, table.write_ndjson().encode())
-    else:
-        atomic_write_parquet(out, table)
+    with storage_errors(out):  # a full or read-only disk: say so, and that nothing before export is lost
+        if plan.config.clips.enabled and "keep" in table.columns:
+            from .materialize import materialize
+
+            table = materialize(run, table, plan.config.clips, progress)
+        if fmt == "jsonl":
+            atomic_write_bytes(out, table.write_ndjson().encode())
+        else:
+            atomic_write_parquet(out, table)
     return out, table, incomplete
 
 

@@ -12,7 +12,9 @@ preemption signal on an attempt that has used up `slurm.max_requeues`: that writ
 from __future__ import annotations
 
 import enum
+import errno
 import os
+import re
 import signal
 import time
 import traceback
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import markers
-from .errors import CurateError, ExitCode, UpstreamNotDone
+from .errors import CurateError, DeviceUnavailable, ExitCode, UpstreamNotDone
 from .plan import Plan, load_plan
 from .rundir import RunDir, atomic_write_parquet
 
@@ -44,6 +46,52 @@ class RequeueLimitReached(CurateError):
     """Stopped at the time limit (or preempted) once more than slurm.max_requeues allows."""
 
     exit_code = ExitCode.REQUEUE_LIMIT  # the sbatch script does not requeue on this code (curate.executors.slurm)
+
+
+class StorageError(CurateError):
+    """The run directory cannot be written (disk full, quota, read-only, permissions): a systemic fault."""
+
+
+class FailureNotRecorded(StorageError):
+    """A task failed and its .failed marker could not be written either."""
+
+
+_STORAGE_HINTS = {
+    errno.ENOSPC: "free space on that filesystem",
+    errno.EDQUOT: "free space within your quota",
+    errno.EROFS: "make the run directory writable (it is on a read-only filesystem)",
+    errno.EACCES: "make the run directory writable for this user",
+    errno.EPERM: "make the run directory writable for this user",
+}
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how polars (Rust) reports an OSError it hit
+
+
+def storage_error(exc: BaseException, path: Path | None = None) -> StorageError | None:
+    """`exc` as a clear StorageError when it is a full disk / read-only / permission fault, else None.
+
+    Python raises OSError with an errno; polars raises ComputeError or an errno-less OSError whose
+    text ends in "(os error 28)", so both are recognised."""
+    code = getattr(exc, "errno", None)
+    if code is None:
+        match = _OS_ERROR.search(str(exc))
+        code = int(match.group(1)) if match else None
+    if code not in _STORAGE_HINTS:
+        return None
+    where = getattr(exc, "filename", None) or path
+    return StorageError(f"cannot write {where or 'the run directory'}: {os.strerror(code)}; "
+                        f"{_STORAGE_HINTS[code]}, then run the same command again (finished work is kept)")
+
+
+@contextmanager
+def storage_errors(path: Path | None = None):
+    """Turn a full-disk / read-only fault inside the block into a StorageError (a message, exit 2)."""
+    try:
+        yield
+    except Exception as exc:
+        error = storage_error(exc, path)
+        if error is None:
+            raise
+        raise error from None
 
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -97,6 +145,36 @@ def status_counts(frame) -> dict[str, int]:
     return {row["status"]: row["len"] for row in frame.group_by("status").len().to_dicts()}
 
 
+def preflight_stages(run: RunDir, plan: Plan, stages: list[str], here: bool = True,
+                     log: Callable[[str], None] = print) -> None:
+    """Every given stage's preflight (tools, packages, weights, keys), as its task would run it, before any
+    work: a missing weights file stops the run at once, not after the stages before it ran for hours.
+
+    `here` False: on the submitting machine, which need not have the compute nodes' GPUs. A stage whose
+    preflight stops only because a device is absent is then checked without loading: each enabled model's
+    weights must be found where its task will look for them."""
+    from stages import STAGES
+    from stages.base import TaskContext
+
+    for stage in stages:
+        cls = STAGES[stage].load()
+        ctx = TaskContext(run=run, plan=plan, stage=stage, index=0, log=log)
+        try:
+            cls(ctx).preflight()
+        except CurateError as exc:
+            if here or not isinstance(exc, DeviceUnavailable):
+                raise CurateError(f"{stage}: {exc} (found before any work started)") from None
+            for entry in (e for e in cls.models(ctx.section) if e.enabled):
+                try:
+                    found, where = entry.locate()
+                except Exception as why:  # e.g. a model name that is neither a folder nor a valid repo id
+                    found, where = False, f"{type(why).__name__}: {why}"
+                if not found:
+                    raise CurateError(f"{stage}: {entry.name} needs {entry.weights}: {where}; put it where the "
+                                      "compute nodes read it (`curate models` lists every model) (found before "
+                                      "anything was submitted)") from None
+
+
 def run_task(run: RunDir, stage: str, index: int, plan_path: Path | None = None,
              job_alive: markers.JobAliveCheck | None = None,
              log: Callable[[str], None] = print) -> Outcome:
@@ -113,7 +191,9 @@ def run_task(run: RunDir, stage: str, index: int, plan_path: Path | None = None,
         # so a Ctrl-C or scancel at any moment can never leave a claim without its release.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
-            claim, holder = markers.try_claim(run.marker(stage, index, "claim"), job_alive)
+            claim_path = run.marker(stage, index, "claim")
+            with storage_errors(claim_path):
+                claim, holder = markers.try_claim(claim_path, job_alive)
         except BaseException:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             raise
@@ -170,11 +250,20 @@ def _run_claimed(run: RunDir, plan: Plan, stage: str, index: int, fingerprint: s
     except UpstreamNotDone:
         raise  # no failure record: an early task simply waits for its input
     except BaseException as exc:
-        markers.write_failed(run, stage, index, {
-            "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
-            "finished": time.time(), "error": f"{type(exc).__name__}: {exc}".strip(),
-            "traceback": "".join(traceback.format_exception(exc)[-12:]),
-        })
+        record = {"stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
+                  "finished": time.time(), "error": f"{type(exc).__name__}: {exc}".strip(),
+                  "traceback": "".join(traceback.format_exception(exc)[-12:])}
+        try:
+            markers.write_failed(run, stage, index, record)
+        except Exception as unwritten:
+            # Without this, the task's message would point at a .failed marker that does not exist.
+            failed = run.marker(stage, index, "failed")
+            why = storage_error(unwritten, failed) or unwritten
+            raise FailureNotRecorded(f"{stage}[{index}] failed: {record['error']}; and its failure record {failed} "
+                                     f"could not be written: {why}") from exc
         raise
     finally:
-        claim.release()
+        try:
+            claim.release()
+        except OSError as exc:  # e.g. a read-only disk: the claim stays, and goes stale once our pid is gone
+            log(f"{stage}[{index}]: could not release the claim {claim.path}: {exc}")

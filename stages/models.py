@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from curate.errors import CurateError
+from curate.errors import CurateError, DeviceUnavailable
 
 from .analyzers.base import Analyzer
 from .handoff import Record
@@ -40,11 +40,11 @@ def require_torch_device(device: str, key: str) -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise CurateError(f"{key} = {device}, but torch sees no CUDA device here; run on a GPU node "
+        raise DeviceUnavailable(f"{key} = {device}, but torch sees no CUDA device here; run on a GPU node "
                           f"(slurm.stages.<stage>.gres: gpu:1) or set {key}: cpu")
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= torch.cuda.device_count():
-        raise CurateError(f"{key} = {device}, but only {torch.cuda.device_count()} CUDA device(s) are visible")
+        raise DeviceUnavailable(f"{key} = {device}, but only {torch.cuda.device_count()} CUDA device(s) are visible")
 
 
 def onnx_providers(device: str, key: str) -> list:
@@ -54,7 +54,7 @@ def onnx_providers(device: str, key: str) -> list:
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        raise CurateError(f"{key} = {device}, but onnxruntime has no CUDA provider here: install "
+        raise DeviceUnavailable(f"{key} = {device}, but onnxruntime has no CUDA provider here: install "
                           f"onnxruntime-gpu on the GPU nodes, or set {key}: cpu")
     index = int(device.split(":")[1]) if ":" in device else 0
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]

@@ -85,19 +85,17 @@ def test_gpu_slots_never_share_a_device():
 
 
 def test_a_stage_that_needs_a_gpu_here_without_one_stops_with_the_reason(tmp_path):
-    """`curate local` gives a task that declares a GPU its own devices (CUDA_VISIBLE_DEVICES); with
-    none here the task stops before any work and says why; the stages before it are done."""
+    """`curate local` on a machine without the GPU a stage declares stops before any stage runs
+    and says why (the preflight of every stage comes first)."""
     (tmp_path / "in").mkdir()
     shutil.copy(REPO / "samples" / "flash_3.mp4", tmp_path / "in")
     cfg = write_config(tmp_path / "c.yaml", "score:\n  classifiers: [{model: m, label: w, device: cuda}]\n"
                                            "filter: {ocr: {enabled: false}, nsfw: {enabled: false}}\n")
     proc = curate("local", "-w", tmp_path / "run", "-i", tmp_path / "in", "-c", cfg, "--no-progress", "--json",
                   check=False, env={"CUDA_VISIBLE_DEVICES": ""})
-    assert proc.returncode == ExitCode.STAGE_FAILED
-    doc = json.loads(proc.stdout)
-    assert doc["failed"] and all("device = cuda, but torch sees no CUDA device" in why
-                                 for why in doc["failed"].values())
-    assert len(list((tmp_path / "run" / "markers" / "filter").glob("*.done"))) == 1
+    assert proc.returncode == ExitCode.USAGE and "Traceback" not in proc.stderr
+    assert "score.classifiers[0].device = cuda, but torch sees no CUDA device" in proc.stderr
+    assert not list((tmp_path / "run").glob("markers/*/*.done"))
 
 
 def test_models_come_from_every_stage():

@@ -118,10 +118,10 @@ def test_wrong_or_missing_weights_stop_before_any_work(tmp_path):
         workdir = tmp_path / name
         proc, _ = run_score(tmp_path, workdir, yaml, check=False,
                             env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home")})
-        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-        failed = json.loads((workdir / "markers" / "score" / "00000.failed").read_text())
-        assert expected in failed["error"], (name, failed["error"])
-        assert not (workdir / "stages" / "score" / "part-00000.parquet").exists()
+        # every stage's preflight runs before any task: not even fetch ran
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert expected in proc.stderr, (name, proc.stderr)
+        assert not list(workdir.glob("markers/*/*.done")) and not (workdir / "stages").exists()
     # a checkpoint with the right names but a wrong shape names the tensors
     state = torch.load(weights, weights_only=True)
     state["visual.proj"] = torch.zeros(64, 512)
@@ -129,8 +129,8 @@ def test_wrong_or_missing_weights_stop_before_any_work(tmp_path):
     proc, _ = run_score(tmp_path, tmp_path / "bad-clip",
                         base + f"    clip: {{path: {tmp_path}/bad_clip.bin}}\n    head: {{path: '{narrow}'}}\n",
                         check=False)
-    failed = json.loads((tmp_path / "bad-clip" / "markers" / "score" / "00000.failed").read_text())
-    assert "wrong shapes (1): visual.proj: file (64, 512) vs model (64, 768)" in failed["error"]
+    assert proc.returncode == 2
+    assert "wrong shapes (1): visual.proj: file (64, 512) vs model (64, 768)" in proc.stderr
 
 
 def tiny_classifier(folder, labels=("clean", "watermark")):

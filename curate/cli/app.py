@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ..errors import CurateError
+from ..errors import CurateError, ExitCode
 
 app = typer.Typer(
     help="Turn raw video collections into training-ready clip datasets, on Slurm or one machine.",
@@ -33,10 +33,16 @@ def _console(stderr: bool = False):
 
 
 def main() -> None:
+    from ..task import TaskInterrupted, storage_errors
+
     try:
-        app()
+        with storage_errors():  # a full or read-only run directory, wherever it shows: a message, not a traceback
+            app()
     except CurateError as exc:
         from ..secrets import scrub
 
         print(f"error: {scrub(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except TaskInterrupted as exc:  # SIGTERM to a command that runs tasks (they were stopped first)
+        print(f"stopped by {exc}", file=sys.stderr)
+        sys.exit(ExitCode.signalled(exc.signum))

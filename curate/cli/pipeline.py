@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,7 +13,7 @@ import typer
 
 from stages import STAGES
 
-from ..errors import CurateError
+from ..errors import CurateError, ExitCode
 from .app import CalibrationOpt, ConfigOpt, JsonOpt, SampleSizeOpt, SkipUploadOpt, WorkdirOpt, _console, app
 from .results import publish_output
 from .views import clip_progress, local_progress, print_failures, print_summary
@@ -82,6 +83,26 @@ def run(
         raise typer.Exit(1) from None
 
 
+@app.command(hidden=True)
+def preflight(
+    workdir: Path = WorkdirOpt,
+    stage: str = typer.Option("all", "--stage", "-s", help="all, or stages like fetch,split."),
+    plan: Optional[Path] = typer.Option(None, help="Plan file to read (default: WORKDIR/run.yaml)."),
+    submitting: bool = typer.Option(False, "--submitting",
+                                    help="On the submitting machine: a device it lacks is not a fault."),
+):
+    """Every stage's preflight before any work (what `local` and `submit` run first); exit 2 with the reason."""
+    from ..plan import load_plan
+    from ..prepare import stage_list
+    from ..rundir import RunDir
+    from ..task import preflight_stages
+
+    run_dir = RunDir.at(workdir)
+    chosen = load_plan(run_dir, plan)
+    preflight_stages(run_dir, chosen, stage_list(chosen, stage), here=not submitting,
+                     log=lambda m: print(m, file=sys.stderr))
+
+
 @app.command()
 def local(
     workdir: Path = WorkdirOpt,
@@ -101,6 +122,7 @@ def local(
     from ..executors.local import LocalExecutor
     from ..export import FORMATS, export, summary
     from ..prepare import prepare_run, skipped_stages
+    from ..task import TaskInterrupted
 
     if fmt not in FORMATS:
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -124,10 +146,10 @@ def local(
     with local_progress(plan, enabled=show) as on_event:
         try:
             result = LocalExecutor(run_dir, plan, n_workers, progress=on_event).execute()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TaskInterrupted) as exc:
             console.print("[yellow]interrupted[/]: running tasks were stopped and released their claims; "
                           "run the same command again to finish")
-            raise typer.Exit(130) from None
+            raise typer.Exit(ExitCode.signalled(getattr(exc, "signum", signal.SIGINT))) from None
     with clip_progress(enabled=show) as on_clip:
         out, table, incomplete = export(run_dir, plan, fmt, progress=on_clip)
     doc = {"workdir": str(run_dir.root), "table": str(out), "failed": {str(k): v for k, v in result.failed.items()},

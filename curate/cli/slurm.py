@@ -91,7 +91,7 @@ def submit(
 
     run_dir, plan, _ = prepare_run(workdir, config, input_dir, rebuild_manifest, parts,
                                    skip_stages=skipped_stages(calibration, skip_upload))
-    indices, throttle = parse_spec(array) if array else (list(range(plan.num_parts)), None)
+    indices, throttle = parse_spec(array, plan.num_parts) if array else (list(range(plan.num_parts)), None)
     if calibration:
         indices = calibration_indices(run_dir, indices, sample_size)
         if not as_json:
@@ -127,7 +127,7 @@ def rerun(
     if stage is not None:
         plan.check_stage(stage)
         stages = stages[stages.index(stage):]
-    chosen, busy = rerun_selection(doc, stages, parse_spec(indices)[0] if indices is not None else None)
+    chosen, busy = rerun_selection(doc, stages, parse_spec(indices, plan.num_parts)[0] if indices is not None else None)
     if not chosen and not busy:  # only --failed can come back empty: --indices names at least one
         _console(stderr=True).print("nothing failed: no index to rerun")
         return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
+from ..errors import CurateError
 from ..plan import Plan
 from ..rundir import RunDir
 from ..task import is_done
@@ -19,6 +21,25 @@ def task_command(run: RunDir, stage: str, index: int | None = None, plan_path: P
     if plan_path is not None:
         cmd += ["--plan", str(plan_path)]
     return cmd
+
+
+def preflight(run: RunDir, plan: Plan, stages: list[str], here: bool = True) -> None:
+    """Every stage's preflight before any task runs or is submitted (curate.task.preflight_stages).
+
+    It runs in a process of its own: loading the models to check them must not leave them in this
+    long-lived process's memory (or on a GPU the tasks need)."""
+    if not stages:
+        return
+    cmd = [sys.executable, "-m", "curate", "preflight", "--workdir", str(run.root), "--stage", ",".join(stages),
+           "--plan", str(plan.path)] + ([] if here else ["--submitting"])
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        said = next((n for n, line in enumerate(lines) if line.startswith("error: ")), None)
+        if said is not None:  # its own message (a CurateError), maybe over several lines
+            raise CurateError("\n".join(lines[said:])[len("error: "):])
+        raise CurateError(f"the preflight of {', '.join(stages)} crashed (exit {proc.returncode}): "
+                          f"{lines[-1] if lines else 'no output'}")
 
 
 def next_stage(run: RunDir, plan: Plan, index: int) -> str | None:

@@ -1,8 +1,9 @@
 """Local executor: a bounded pool of `curate run` processes on this machine.
 
 Each index flows through the stages on its own (index 3 can be in split while index 4 is in
-fetch). A task that fails stops only its own index. Ctrl-C terminates the running tasks, which
-release their claims; running the same command again finishes the rest.
+fetch). A task that fails stops only its own index. Ctrl-C or SIGTERM terminates the running tasks,
+which release their claims; running the same command again finishes the rest. A run.yaml rewritten
+with a different plan while it runs stops it (PlanChanged).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from ..errors import CurateError
 from ..plan import Plan
 from ..rundir import RunDir, last_error_line
-from .base import next_stage, task_command
+from ..task import signals_raise
+from .base import next_stage, preflight, task_command, unfinished
 
 BUSY_RETRY_S = 2.0
 
@@ -71,6 +74,41 @@ class GpuSlots:
             self.holders -= 1
 
 
+class PlanChanged(CurateError):
+    """run.yaml now holds other fingerprints than the plan this executor schedules by."""
+
+
+class PlanWatch:
+    """Tasks load run.yaml themselves: once another `curate local` or `submit` rewrites it with another
+    config, their fingerprints say "already done" where ours say "not done", and we would relaunch the
+    same task forever. So run.yaml is re-read whenever it changes on disk, and a different plan stops us."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.stamp: tuple | None = None  # None: compare at the first check, it may have changed since loading
+
+    def check(self) -> None:
+        import yaml
+
+        path = self.plan.path
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp == self.stamp:
+                return
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise PlanChanged(f"{path} can no longer be read while this run was going ({exc}); its tasks were "
+                              "stopped") from None
+        if doc.get("fingerprints") != self.plan.fingerprints or doc.get("num_parts") != self.plan.num_parts:
+            raise PlanChanged(
+                f"{path} was rewritten with a different plan while this run was going (another `curate local` or "
+                "`curate submit` with another config or manifest?); its tasks were stopped and released their "
+                f"claims. Run one command per run directory at a time: `curate local --workdir {path.parent}` "
+                "continues with the plan now in run.yaml")
+        self.stamp = stamp
+
+
 @dataclass
 class LocalResult:
     failed: dict[int, str] = field(default_factory=dict)  # index -> "stage: last error line"
@@ -99,60 +137,70 @@ class LocalExecutor:
 
     def execute(self, indices: list[int] | None = None) -> LocalResult:
         todo = list(range(self.plan.num_parts)) if indices is None else list(indices)
+        preflight(self.run, self.plan, unfinished(self.run, self.plan, self.plan.stages, todo)[0])
         result = LocalResult()
         waiting: dict[int, float] = {i: 0.0 for i in todo}  # index -> not before (busy back-off)
         running: dict[int, Running] = {}
         try:
-            while waiting or running:
-                now = time.monotonic()
-                for index in sorted(waiting):
-                    if len(running) >= self.workers:
-                        break
-                    if waiting[index] > now:
-                        continue
-                    stage = next_stage(self.run, self.plan, index)
-                    if stage is None:
-                        del waiting[index]
-                        continue
-                    devices = self.gpus.take(self.gpu_need[stage])
-                    if devices is None:  # every GPU is busy: an index needing none may go first
-                        continue
-                    env = None
-                    if self.gpu_need[stage]:
-                        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices) or "-1"}
-                    logs = _log_files(self.run, stage, index)
-                    proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0], env=env,
-                                            stderr=logs[1], stdin=subprocess.DEVNULL, start_new_session=True)
-                    running[index] = Running(stage, index, proc, logs, devices)
-                    del waiting[index]
-                    self._notify(stage, index, "start")
-                if not running:
-                    time.sleep(0.2)
-                    continue
-                time.sleep(0.05)
-                for index, task in list(running.items()):
-                    code = task.proc.poll()
-                    if code is None:
-                        continue
-                    del running[index]
-                    self.gpus.give_back(self.gpu_need[task.stage], task.gpus)
-                    for log in task.logs:
-                        log.close()
-                    if code == 0:
-                        after = next_stage(self.run, self.plan, index)
-                        if after == task.stage:  # another process holds its claim: try again soon
-                            waiting[index] = time.monotonic() + BUSY_RETRY_S
-                        else:
-                            self._notify(task.stage, index, "done")
-                            waiting[index] = 0.0
-                    else:
-                        why = last_error_line(Path(task.logs[1].name)) or "exited without output"
-                        result.failed[index] = f"{task.stage}: {why}"
-                        self._notify(task.stage, index, "failed")
+            # SIGTERM (kill, the end of a job) stops us like Ctrl-C: our tasks run in sessions of their
+            # own, so they would not hear it and would keep running, holding their claims.
+            with signals_raise((signal.SIGTERM, signal.SIGHUP)):
+                self._schedule(waiting, running, result, PlanWatch(self.plan))
         except BaseException:
             self._stop(running.values())
             raise
         return result
+
+    def _schedule(self, waiting: dict[int, float], running: dict[int, Running], result: LocalResult,
+                  watch: PlanWatch) -> None:
+        while waiting or running:
+            watch.check()
+            now = time.monotonic()
+            for index in sorted(waiting):
+                if len(running) >= self.workers:
+                    break
+                if waiting[index] > now:
+                    continue
+                stage = next_stage(self.run, self.plan, index)
+                if stage is None:
+                    del waiting[index]
+                    continue
+                devices = self.gpus.take(self.gpu_need[stage])
+                if devices is None:  # every GPU is busy: an index needing none may go first
+                    continue
+                env = None
+                if self.gpu_need[stage]:
+                    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices) or "-1"}
+                logs = _log_files(self.run, stage, index)
+                proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0], env=env,
+                                        stderr=logs[1], stdin=subprocess.DEVNULL, start_new_session=True)
+                running[index] = Running(stage, index, proc, logs, devices)
+                del waiting[index]
+                self._notify(stage, index, "start")
+            if not running:
+                time.sleep(0.2)
+                continue
+            time.sleep(0.05)
+            for index, task in list(running.items()):
+                code = task.proc.poll()
+                if code is None:
+                    continue
+                del running[index]
+                self.gpus.give_back(self.gpu_need[task.stage], task.gpus)
+                for log in task.logs:
+                    log.close()
+                if code == 0:
+                    watch.check()  # "done" under a rewritten run.yaml is not done under our plan
+                    after = next_stage(self.run, self.plan, index)
+                    if after == task.stage:  # another process holds its claim: try again soon
+                        waiting[index] = time.monotonic() + BUSY_RETRY_S
+                    else:
+                        self._notify(task.stage, index, "done")
+                        waiting[index] = 0.0
+                else:
+                    why = last_error_line(Path(task.logs[1].name)) or "exited without output"
+                    result.failed[index] = f"{task.stage}: {why}"
+                    self._notify(task.stage, index, "failed")
 
     @staticmethod
     def _stop(tasks) -> None:

@@ -25,7 +25,7 @@ from ..rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 from ..secrets import scrub
 from ..slurm_cli import slurm
 from ..task import RequeueLimitReached
-from .base import unfinished
+from .base import preflight, unfinished
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's own default
 
@@ -281,6 +281,7 @@ def submit(run: RunDir, plan: Plan, stages: list[str], indices: list[int], throt
             raise
         limit = DEFAULT_MAX_ARRAY_SIZE
         echo(f"# no Slurm here: assuming MaxArraySize={limit} (set slurm.max_array_size to choose)")
+    preflight(run, plan, stages, here=False)  # missing weights stop us here, not after the queue wait
     python = config.slurm.python or sys.executable
     if not dry_run:
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,174 @@
+"""Systemic faults around the executors end in a clear message and exit 2, never a traceback or a loop:
+a plan rewritten under a running `curate local`, SIGTERM, a full or read-only run directory, an array
+spec far past the manifest, and missing weights (found before any work or submission)."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import curate, ffmpeg, write_config
+
+from curate.arrayspec import parse_spec
+from curate.errors import CurateError, ExitCode
+
+NO_ANALYZERS = "filter: {ocr: {enabled: false}, nsfw: {enabled: false}}\n"
+
+
+@pytest.fixture
+def videos(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for n in range(2):
+        ffmpeg("-f", "lavfi", "-i", f"testsrc=size=64x48:rate=10,hue=h={n * 90}", "-t", "1", "-pix_fmt", "yuv420p",
+               str(d / f"v{n}.mp4"))
+    return d
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A tmpfs of 4 MB (root only): a disk that really fills up or turns read-only."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _start_local(workdir, *args):
+    return subprocess.Popen([sys.executable, "-m", "curate", "local", "-w", str(workdir), *map(str, args),
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(pattern, root, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not list(root.glob(pattern)):
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.01)
+    return list(root.glob(pattern))
+
+
+def test_a_rewritten_plan_stops_local_instead_of_looping(tmp_path, videos, workdir):
+    from curate.config import validate_config
+    from curate.plan import write_plan
+    from curate.rundir import read_json
+
+    cfg = write_config(tmp_path / "c.yaml", NO_ANALYZERS)
+    proc = _start_local(workdir, "-i", videos, "-c", cfg, "--parts", "2", "--workers", "1")
+    _wait_for("markers/fetch/*.done", workdir, proc)
+    # what another `curate local -c other.yaml` does to run.yaml: split's settings (and fingerprint) change
+    doc = yaml.safe_load((workdir / "run.yaml").read_text())
+    doc["config"]["split"]["min_s"] = 0.2
+    info = read_json(workdir / "manifests" / "_manifest.json")
+    write_plan(workdir / "run.yaml", validate_config(doc["config"]), info)
+    out, err = proc.communicate(timeout=120)  # before: relaunched "split[i] is already done" forever
+    assert proc.returncode == ExitCode.USAGE, err
+    assert "rewritten with a different plan" in err and "Traceback" not in err
+    assert not list(workdir.rglob("*.claim"))
+    assert len(list((workdir / "logs").rglob("*.err"))) < 10
+
+
+def test_sigterm_stops_the_tasks_of_local(tmp_path, videos, workdir):
+    cfg = write_config(tmp_path / "c.yaml", NO_ANALYZERS)
+    proc = _start_local(workdir, "-i", videos, "-c", cfg, "--parts", "2", "--workers", "2")
+    claim = _wait_for("markers/*/*.claim", workdir, proc)[0]
+    pid = None
+    while pid is None:  # the claim's owner is written just after the claim file is created
+        pid = (json.loads(claim.read_text() or "{}") if claim.exists() else {}).get("pid", pid or 0) or None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.signalled(signal.SIGTERM), err
+    assert "run the same command again" in err and "Traceback" not in err
+    assert not list(workdir.rglob("*.claim")), "stopped tasks release their claims"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # no task left running on its own
+
+
+def test_an_array_far_past_the_manifest_is_refused_without_expanding_it(tmp_path, videos, workdir):
+    started = time.monotonic()
+    with pytest.raises(CurateError, match="index 300000000 is outside this run's manifest"):
+        parse_spec("0-300000000", 4)
+    assert time.monotonic() - started < 0.1
+    assert parse_spec("0-3:2,1%5", 4) == ([0, 1, 2], 5)
+    curate("manifest", "-w", workdir, "-i", videos, "--parts", "2")
+    proc = curate("submit", "-w", workdir, "--array", "0-300000000", "--dry-run", check=False)
+    assert proc.returncode == ExitCode.USAGE and "outside this run's manifest (0-1" in proc.stderr, proc.stderr
+    proc = curate("rerun", "-w", workdir, "--indices", "0-300000000", "--dry-run", check=False)
+    assert proc.returncode == ExitCode.USAGE and "outside this run's manifest" in proc.stderr, proc.stderr
+
+
+def test_a_full_disk_during_export_is_a_clear_error(small_fs, videos):
+    workdir = small_fs / "run"
+    curate("manifest", "-w", workdir, "-i", videos)
+    filler = small_fs / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)  # until the disk is full
+    proc = curate("export", "-w", workdir, check=False)
+    assert proc.returncode == ExitCode.USAGE and "Traceback" not in proc.stderr, proc.stderr
+    assert "No space left on device" in proc.stderr and "clips.parquet" in proc.stderr
+    filler.unlink()
+    curate("export", "-w", workdir)  # with space again it works: nothing before export was lost
+
+
+def test_a_read_only_run_directory_is_a_clear_error(small_fs, videos):
+    workdir = small_fs / "run"
+    curate("manifest", "-w", workdir, "-i", videos)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    for args, names in ((("local", "--no-progress"), "run.yaml"), (("export",), "metadata"),
+                        (("run", "--stage", "fetch", "--index", "0"), "00000.claim")):
+        proc = curate(*args, "-w", workdir, check=False)
+        assert proc.returncode == ExitCode.USAGE and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert "Read-only file system" in proc.stderr and names in proc.stderr, (args, proc.stderr)
+
+
+def test_run_names_the_failed_marker_it_could_not_write(tmp_path, videos, workdir, monkeypatch, capsys):
+    from curate import markers
+    from curate.cli import main
+
+    curate("manifest", "-w", workdir, "-i", videos)
+    (workdir / "manifests" / "part-00000.parquet").write_text("not parquet")  # the task fails on its input
+
+    def read_only(run, stage, index, record):
+        raise OSError(errno.EROFS, "Read-only file system", str(run.marker(stage, index, "failed")))
+
+    monkeypatch.setattr(markers, "write_failed", read_only)
+    monkeypatch.setattr(sys, "argv", ["curate", "run", "-w", str(workdir), "--stage", "fetch", "--index", "0"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == ExitCode.USAGE, err
+    assert "fetch[0] failed" in err and "markers/fetch/00000.failed could not be written" in err
+    assert "Read-only file system" in err and "Traceback" not in err
+    assert not (workdir / "markers" / "fetch" / "00000.claim").exists()
+
+
+def test_missing_weights_stop_local_before_any_work(tmp_path, videos, workdir):
+    cfg = write_config(tmp_path / "c.yaml", NO_ANALYZERS + "score:\n  laion_aes:\n    enabled: true\n"
+                                                           f"    head: {{path: {tmp_path}/nope.pth}}\n")
+    proc = curate("local", "-w", workdir, "-i", videos, "-c", cfg, "--no-progress", check=False)
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert f"weights file {tmp_path}/nope.pth does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (workdir / "markers").exists(), "no stage ran"
+
+
+def test_submit_checks_weights_but_not_devices_on_the_login_node(tmp_path, videos, workdir):
+    """A GPU model on a machine without GPUs: its weights are looked for, its device is not required."""
+    model = tmp_path / "clf"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    env = {"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    base = NO_ANALYZERS + "slurm: {max_array_size: 100}\nscore:\n  classifiers: [{model: %s, label: w, device: cuda}]\n"
+    missing = write_config(tmp_path / "missing.yaml", base % "nobody/no-such-model")
+    proc = curate("submit", "-w", workdir, "-i", videos, "-c", missing, "--dry-run", check=False, env=env)
+    assert proc.returncode == ExitCode.USAGE and "Traceback" not in proc.stderr, proc.stderr
+    assert "no-such-model" in proc.stderr and "#SBATCH" not in proc.stdout
+    present = write_config(tmp_path / "present.yaml", base % model)
+    proc = curate("submit", "-w", workdir, "-c", present, "--dry-run", check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "#SBATCH --gres=gpu:1" in proc.stdout
