@@ -169,9 +169,8 @@ def test_classifier_label_must_be_a_class_of_the_model(tmp_path):
     model = tiny_classifier(tmp_path / "m")
     proc, _ = run_score(tmp_path, tmp_path / "run", f"  classifiers:\n    - {{model: {model}, label: logo}}\n",
                         check=False)
-    failed = json.loads((tmp_path / "run" / "markers" / "score" / "00000.failed").read_text())
-    assert ("score.classifiers[0].label 'logo' is not a class" in failed["error"]
-            and "clean, watermark" in failed["error"])
+    assert proc.returncode == 2
+    assert "score.classifiers[0].label 'logo' is not a class" in proc.stderr and "clean, watermark" in proc.stderr
 
 
 def test_only_kept_makes_filter_thresholds_part_of_the_score_fingerprint():
@@ -258,10 +257,10 @@ def test_dover_scores_with_the_published_layout_and_stops_on_a_mismatch(tmp_path
     proc, _ = run_score(tmp_path, tmp_path / "bad",
                         f"  dover:\n    enabled: true\n    weights: {{path: {tmp_path}/bad.pth}}\n",
                         names=("carphone_pristine.mp4",), check=False)
-    failed = json.loads((tmp_path / "bad" / "markers" / "score" / "00000.failed").read_text())
+    assert proc.returncode == 2
     assert "wrong shapes (1): aesthetic_head.fc_hid.weight: file (32, 768, 1, 1, 1) vs model (64, 768, 1, 1, 1)" \
-        in failed["error"] and "missing keys (1): technical_head.fc_last.bias" in failed["error"]
-    assert "github.com/VQAssessment/DOVER" in failed["error"]
+        in proc.stderr and "missing keys (1): technical_head.fc_last.bias" in proc.stderr
+    assert "github.com/VQAssessment/DOVER" in proc.stderr
 
 
 # Tensors of the published gmflow-scale1-mixdata-train320x576-4c3a6e9a.pth (under its "model" key).

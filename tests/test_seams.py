@@ -1,7 +1,6 @@
 """The seams every stage builds on: the decode loop, decisions as expressions, the model base,
 the secret scrubber, and light imports for the commands that do no stage work."""
 
-import json
 import subprocess
 import sys
 
@@ -122,10 +121,9 @@ def test_a_missing_gpu_stops_before_any_work(tmp_path, workdir):
     (inputs / "a.mp4").write_bytes((SAMPLES / "flash_3.mp4").read_bytes())
     cfg = write_config(tmp_path / "c.yaml", "filter:\n  ocr:\n    device: cuda:0\n")
     proc = curate("local", "-w", workdir, "-i", inputs, "-c", cfg, "--no-progress", check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    failed = json.loads((workdir / "markers" / "filter" / "00000.failed").read_text())
-    assert "filter.ocr.device = cuda:0" in failed["error"] and "set filter.ocr.device: cpu" in failed["error"]
-    assert not (workdir / "stages" / "filter" / "part-00000.parquet").exists()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr  # every stage's preflight comes first
+    assert "filter.ocr.device = cuda:0" in proc.stderr and "set filter.ocr.device: cpu" in proc.stderr
+    assert not list(workdir.glob("markers/*/*.done"))
     bad = curate("local", "-w", tmp_path / "w2", "-i", inputs, "-c",
                  write_config(tmp_path / "d.yaml", "split:\n  device: gpu0\n"), check=False)
     assert bad.returncode == 2 and "split.device = 'gpu0': use cpu, cuda or cuda:N" in bad.stderr
@@ -146,14 +144,20 @@ def test_secrets_never_reach_the_run_directory_or_logs(tmp_path, workdir):
     cfg = write_config(tmp_path / "c.yaml", f"slurm:\n  setup: ['echo {SECRET}']\n")
     env = {"OPENROUTER_API_KEY": SECRET, "PYTHONPATH": str(leak)}
     proc = curate("local", "-w", workdir, "-i", inputs, "-c", cfg, "--no-progress", check=False, env=env)
-    assert proc.returncode == 1 and "auth failed for key <$OPENROUTER_API_KEY>" in proc.stderr
-    dry = curate("submit", "-w", workdir, "-c", cfg, "--dry-run", env=env)
+    assert proc.returncode == 2 and "auth failed for key <$OPENROUTER_API_KEY>" in proc.stderr  # the preflight
+    # the same failure inside a task: its marker, traceback and output
+    tasks = [curate("run", "-w", workdir, "--stage", stage, "--index", "0", check=False, env=env)
+             for stage in ("fetch", "split", "filter")]
+    assert [t.returncode for t in tasks] == [0, 0, 1] and "<$OPENROUTER_API_KEY>" in tasks[-1].stderr
+    dry = curate("submit", "-w", workdir, "-c", cfg, "--dry-run", env={"OPENROUTER_API_KEY": SECRET})
     assert "echo <$OPENROUTER_API_KEY>" in dry.stdout
     written = [p for p in workdir.rglob("*") if p.is_file()]
-    assert any(p.name == "00000.failed" for p in written) and any(p.suffix == ".err" for p in written)
+    failed = [p for p in written if p.name == "00000.failed"]
+    assert failed and "<$OPENROUTER_API_KEY>" in failed[0].read_text()
     for path in written:
         assert SECRET.encode() not in path.read_bytes(), path
-    assert SECRET not in proc.stdout + proc.stderr + dry.stdout + dry.stderr
+    outputs = [proc, dry, *tasks]
+    assert all(SECRET not in p.stdout + p.stderr for p in outputs)
 
 
 @pytest.fixture(scope="module")
