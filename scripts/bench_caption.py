@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from fake_llm import FakeCaptionServer  # noqa: E402
 
-from stages.caption import AnswerStore, CaptionConfig, CaptionStage, FrameGrabber  # noqa: E402
+from stages.caption import CaptionConfig, CaptionStage, FrameGrabber  # noqa: E402
+from stages.caption_ledger import AnswerStore  # noqa: E402
 from stages.decode import scan_clips  # noqa: E402
 from stages.probe import probe  # noqa: E402
 
