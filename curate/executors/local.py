@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import CurateError
-from ..plan import Plan
+from ..plan import Plan, load_plan
 from ..rundir import RunDir, last_error_line
 from ..task import signals_raise
 from .base import next_stage, preflight, task_command, unfinished
@@ -83,24 +83,22 @@ class PlanWatch:
     config, their fingerprints say "already done" where ours say "not done", and we would relaunch the
     same task forever. So run.yaml is re-read whenever it changes on disk, and a different plan stops us."""
 
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    def __init__(self, run: RunDir, plan: Plan):
+        self.run, self.plan = run, plan
         self.stamp: tuple | None = None  # None: compare at the first check, it may have changed since loading
 
     def check(self) -> None:
-        import yaml
-
         path = self.plan.path
         try:
             st = path.stat()
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
             if stamp == self.stamp:
                 return
-            doc = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            now = load_plan(self.run, path)  # the tasks' own reading of it (strict YAML, manifest check)
+        except (OSError, CurateError) as exc:
             raise PlanChanged(f"{path} can no longer be read while this run was going ({exc}); its tasks were "
                               "stopped") from None
-        if doc.get("fingerprints") != self.plan.fingerprints or doc.get("num_parts") != self.plan.num_parts:
+        if now.fingerprints != self.plan.fingerprints or now.num_parts != self.plan.num_parts:
             raise PlanChanged(
                 f"{path} was rewritten with a different plan while this run was going (another `curate local` or "
                 "`curate submit` with another config or manifest?); its tasks were stopped and released their "
@@ -145,7 +143,7 @@ class LocalExecutor:
             # SIGTERM (kill, the end of a job) stops us like Ctrl-C: our tasks run in sessions of their
             # own, so they would not hear it and would keep running, holding their claims.
             with signals_raise((signal.SIGTERM, signal.SIGHUP)):
-                self._schedule(waiting, running, result, PlanWatch(self.plan))
+                self._schedule(waiting, running, result, PlanWatch(self.run, self.plan))
         except BaseException:
             self._stop(running.values())
             raise
