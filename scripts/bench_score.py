@@ -2,6 +2,11 @@
 """Score stage throughput per scorer: clips/s, frames/s and the share of time spent decoding.
 
     .venv/bin/python scripts/bench_score.py [--config C.yaml] [--random-weights] [--clip-s 3] [VIDEO_OR_DIR ...]
+    .venv/bin/python scripts/bench_score.py --decode-workers 2 [...]
+
+With --decode-workers N the CPU side (decode + preprocessing for every enabled scorer, the
+stage's `score.decode_workers` processes) is timed alone with 1 and with N workers, then each
+scorer's model side on those ready inputs: the producer's clips/s against the consumer's.
 
 Default: samples/ cut into --clip-s second clips (frames/s counts the clips' decoded frames), the
 scorers enabled in --config (default: the weight-free `quality`). --random-weights also scores with
@@ -67,7 +72,7 @@ def clips_of(path: Path, clip_s: float) -> list[dict]:
         return []
     duration = facts["duration_s"]
     starts = [i * clip_s for i in range(max(1, int(duration // clip_s)))]
-    return [{"clip_id": f"{path.name}-{n}", "start_s": s, "end_s": min(duration, s + clip_s)}
+    return [{"clip_id": f"{path.name}-{n}", "path": str(path), "start_s": s, "end_s": min(duration, s + clip_s)}
             for n, s in enumerate(starts)]
 
 
@@ -77,7 +82,9 @@ def main() -> None:
     parser.add_argument("--config")
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="of every model scorer")
     parser.add_argument("--clip-s", type=float, default=3.0)
+    parser.add_argument("--decode-workers", type=int, default=0, help="time the producer with 1 and N processes")
     args = parser.parse_args()
     targets = [Path(p) for p in args.paths] or [REPO / "samples"]
     files = sorted(f for t in targets for f in ([t] if t.is_file() else t.glob("*.mp4")))
@@ -87,10 +94,22 @@ def main() -> None:
         score = config.score.model_dump()
         score.update(random_weights(Path(temp.name), args.device))
         config = validate_config({**config.model_dump(), "score": score})
+    if args.dtype != "fp32":
+        score = config.score.model_dump()
+        for name, section in score.items():
+            for entry in section if isinstance(section, list) else [section]:
+                if isinstance(entry, dict) and "dtype" in entry and name != "quality":
+                    entry["dtype"] = args.dtype
+        config = validate_config({**config.model_dump(), "score": score})
     work = [(f, clips_of(f, args.clip_s)) for f in files]
     print(f"{len(work)} files, {sum(len(c) for _, c in work)} clips of {args.clip_s:g} s, device {args.device}")
-    print(f"{'scorer':18} {'clips/s':>8} {'frames/s':>9} {'decode+prep %':>14} {'load s':>7}")
+    if args.decode_workers:
+        producer_consumer(config, [c for _, clips in work for c in clips], args.decode_workers)
+        temp.cleanup()
+        return
+    print(f"{'scorer':18} {'clips/s':>8} {'frames/s':>9} {'decode+prep %':>14} {'load s':>7} {'GPU MiB':>8}")
     for scorer in build_scorers(config.score):
+        cuda = gpu_peak_reset(args.device)
         started = time.perf_counter()
         scorer.preflight()
         load_s = time.perf_counter() - started
@@ -106,8 +125,54 @@ def main() -> None:
         total = time.perf_counter() - started
         decode = total - batcher.seconds
         print(f"{scorer.main:18} {clips / total:8.2f} {frames / total:9.1f} "
-              f"{100 * decode / total:13.1f}% {load_s:7.1f}")
+              f"{100 * decode / total:13.1f}% {load_s:7.1f} {gpu_peak_mib(cuda):>8}")
     temp.cleanup()
+
+
+def gpu_peak_reset(device: str):
+    """torch.cuda with its peak-memory counter reset, when the bench runs on a GPU."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda
+
+
+def gpu_peak_mib(cuda) -> str:
+    return f"{cuda.max_memory_allocated() / 2**20:.0f}" if cuda else "-"
+
+
+def producer_consumer(config, clips: list[dict], workers: int) -> None:
+    """Producer clips/s with 1 and N decode workers (spawn included), then each scorer's consumer clips/s."""
+    from stages.score_workers import measured_in_workers
+
+    produced = {}
+    # clips/s counts from the first clip out (the spawn and imports are the "first clip s" column)
+    print(f"{'producer':18} {'clips/s':>8} {'first clip s':>13} {'x 1 worker':>11}")
+    for n in sorted({1, workers}):
+        started = time.perf_counter()
+        first, items = None, []
+        for measured in measured_in_workers(config.to_plain(), None, "score", clips, n, queue_clips=32):
+            first = first or time.perf_counter() - started
+            items.append(measured)
+        total = time.perf_counter() - started
+        rate = (len(items) - 1) / max(total - first, 1e-9)
+        produced[n] = (rate, items)
+        speedup = rate / produced[1][0]
+        print(f"{f'decode_workers {n}':18} {rate:8.2f} {first:13.2f} {speedup:10.2f}x")
+    items = [m for m in produced[workers][1] if m.failure is None]
+    print(f"{'consumer':18} {'clips/s':>8} {'load s':>13}")
+    for scorer in build_scorers(config.score):
+        started = time.perf_counter()
+        scorer.preflight()
+        load_s = time.perf_counter() - started
+        batcher = Batcher(scorer)
+        for m in items:
+            batcher.add(m.clip["clip_id"], m.records[scorer.key])
+        batcher.flush()
+        print(f"{scorer.main:18} {len(items) / max(batcher.seconds, 1e-9):8.2f} {load_s:13.1f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Split stage throughput against a plain single-threaded ffmpeg decode of the same files.
 
-    .venv/bin/python scripts/bench_split.py [--transnetv2] [VIDEO_OR_DIR ...]   (default: samples/)
+    .venv/bin/python scripts/bench_split.py [--transnetv2] [--device cuda] [VIDEO_OR_DIR ...]   (default: samples/)
 
 Prints frames/s of the split stage's shot detection and its time ratio to
 `ffmpeg -threads 1 -i F -f null -` (ratio 1.0 = as fast as bare decoding; higher is slower),
@@ -36,11 +36,13 @@ def split_s(path: Path, cfg: SplitConfig, facts: dict) -> tuple[float, int]:
 
 
 def main(argv: list[str]) -> None:
+    device = argv[argv.index("--device") + 1] if "--device" in argv else "cpu"
+    argv = [a for a in argv if a not in ("--device", device)]
     targets = [Path(a) for a in argv if not a.startswith("--")] or [REPO / "samples"]
     files = sorted(f for t in targets for f in ([t] if t.is_file() else t.rglob("*.mp4")))
     configs = {"pyscenedetect": SplitConfig(kind="pyscenedetect")}
     if "--transnetv2" in sys.argv:
-        configs["transnetv2"] = SplitConfig(kind="transnetv2")
+        configs["transnetv2"] = SplitConfig(kind="transnetv2", device=device)
     header = f"{'file':32} {'frames':>6} {'size':>10} {'ffmpeg fps':>10}"
     for name in configs:
         header += f" {name[:9] + ' fps':>13} {'ratio':>6}"

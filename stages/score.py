@@ -22,7 +22,8 @@ from pydantic import Field
 
 from curate.sections import Runtime, StageSection, subsections
 
-from .base import earlier_decisions, target_clips
+from .base import by_video, earlier_decisions, target_clips
+from .handoff import part_path
 from .measure import ClipMeasurer, MeasuringStage
 from .scorers import build_scorers, scorer_classes
 from .scorers.classifier import ClassifierConfig
@@ -34,6 +35,7 @@ class ScoreBase(StageSection):
     only_kept: bool = True
     workers: int = Runtime(1, ge=1)
     decode_threads: int = Runtime(0, ge=0)
+    decode_workers: int = Runtime(1, ge=1)  # processes decoding and preprocessing for the model side
     queue_clips: int = Runtime(8, ge=1)
     classifiers: list[ClassifierConfig] = Field(default_factory=list)
 
@@ -95,8 +97,29 @@ class ScoreStage(MeasuringStage):
         self.ctx.stats["clips_scored"] = sum(1 for r in results.values() if r.get("status") != "failed")
         return frame(out, {**dict(rows.schema), **self.columns(self.cfg)})
 
+    @classmethod
+    def resources(cls, cfg):
+        """A core per decode worker next to the one that feeds the model(s)."""
+        from dataclasses import replace
+
+        declared = super().resources(cfg)
+        return replace(declared, cpus=max(declared.cpus, cfg.decode_workers + 1))
+
+    def _measured(self, clips: list[dict]) -> Iterator:
+        """The clips' model inputs: from a producer thread, or from `decode_workers` processes."""
+        ctx = self.ctx
+        if self.cfg.decode_workers > 1 and len(by_video(clips)) > 1:
+            from .score_workers import measured_in_workers
+
+            handoff = part_path(ctx.run, ctx.index)
+            ctx.stats["decode_workers"] = self.cfg.decode_workers
+            return measured_in_workers(ctx.plan.config.to_plain(), str(handoff) if handoff.is_file() else None,
+                                       self.name, clips, self.cfg.decode_workers, self.cfg.queue_clips,
+                                       self.cfg.decode_threads, ctx.stats, ctx.log)
+        measurer = ClipMeasurer.for_task(ctx, self.measuring, decode_threads=self.cfg.decode_threads, unpack=True)
+        return produced(measurer.clips(clips), self.cfg.queue_clips)
+
     def _score(self, clips: list[dict]) -> dict[str, dict]:
-        measurer = ClipMeasurer.for_task(self.ctx, self.measuring, decode_threads=self.cfg.decode_threads, unpack=True)
         results: dict[str, dict] = defaultdict(dict)
         batchers = [Batcher(s) for s in self.measuring]
         pool = None
@@ -113,7 +136,7 @@ class ScoreStage(MeasuringStage):
                     results[clip_id].update(columns)
 
         try:
-            for m in produced(measurer.clips(clips), self.cfg.queue_clips):
+            for m in self._measured(clips):
                 if m.failure is not None:
                     results[m.clip["clip_id"]] = {"status": "failed", "reason": m.failure}
                     continue

@@ -307,3 +307,20 @@ def test_scorers_in_parallel_give_the_same_scores(tmp_path):
     assert tables[1].equals(tables[2])
     done = json.loads((tmp_path / "run2" / "markers" / "score" / "00000.done").read_text())
     assert done["clips_scored"] >= 4 and set(done["infer_s"]) == {"quality", "watermark"}
+
+
+def test_decode_workers_give_the_same_scores_as_one_producer(tmp_path):
+    """score.decode_workers: 2 spawns two processes that decode and preprocess (torch tensors for
+    the classifier, numpy for quality) for the task's model side: same scores as the producer thread."""
+    model = tiny_classifier(tmp_path / "m")
+    tables, done = {}, {}
+    for workers in (1, 2):
+        yaml = (f"  decode_workers: {workers}\n  classifiers:\n    - {{model: {model}, label: watermark, "
+                f"batch_size: 4}}\n")
+        _, table = run_score(tmp_path, tmp_path / f"run{workers}", yaml, names=("cuts_6shots.mp4", "bikes.mp4"))
+        tables[workers] = table.sort("clip_id").select("clip_id", "status", "quality", "watermark")
+        done[workers] = json.loads((tmp_path / f"run{workers}" / "markers" / "score" / "00000.done").read_text())
+    assert tables[1]["watermark"].is_not_null().sum() >= 5
+    assert tables[1].equals(tables[2])
+    assert done[2]["clips_scored"] == done[1]["clips_scored"]
+    assert done[2]["decode_workers"] == 2 and "decode_workers" not in done[1]

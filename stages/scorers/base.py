@@ -37,6 +37,13 @@ class Scorer(ModelAnalyzer):
 
         return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.cfg.dtype]
 
+    def to_model(self, batch, device, dtype=None):
+        """A CPU batch onto the model's device: on CUDA through pinned memory, copied without
+        blocking, so the next batch's host work overlaps this one's transfer."""
+        if getattr(device, "type", str(device)).startswith("cuda"):
+            return batch.pin_memory().to(device, dtype, non_blocking=True)
+        return batch.to(device, dtype)
+
     def weights(self) -> list[tuple[str, object]]:
         """(config key, WeightsRef) of every file this scorer loads."""
         return []

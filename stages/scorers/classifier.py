@@ -112,7 +112,7 @@ class ClassifierScorer(Scorer):
         model, processor, index, multi = self.model
         inputs = processor(images=list(batch), return_tensors="pt")
         with torch.inference_mode():
-            pixels = inputs["pixel_values"].to(model.device, self.torch_dtype())
+            pixels = self.to_model(inputs["pixel_values"], model.device, self.torch_dtype())
             logits = model(pixel_values=pixels).logits.float()
         probs = torch.sigmoid(logits) if multi else torch.softmax(logits, dim=-1)
         return probs[:, index].cpu().tolist()

@@ -162,7 +162,7 @@ class DoverScorer(NetworkScorer):
         std = torch.tensor(STD, device=device).view(1, 3, 1, 1, 1)
 
         def view(frames, clips):  # (clips * T, H, W, 3) uint8 -> (clips, 3, T, H, W) normalised
-            x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+            x = self.to_model(torch.from_numpy(np.ascontiguousarray(frames)), device)
             x = x.view(clips, -1, SIDE, SIDE, 3).permute(0, 4, 1, 2, 3).float()
             return ((x - mean) / std).to(dtype)
 

@@ -82,8 +82,8 @@ class UnimatchScorer(NetworkScorer):
 
         model = self.model
         device, dtype = next(model.parameters()).device, self.torch_dtype()
-        first = torch.cat([clip[:-1] for clip in batch]).to(device, dtype)
-        second = torch.cat([clip[1:] for clip in batch]).to(device, dtype)
+        first = self.to_model(torch.cat([clip[:-1] for clip in batch]), device, dtype)
+        second = self.to_model(torch.cat([clip[1:] for clip in batch]), device, dtype)
         with torch.inference_mode():
             per_pair = model(first, second).float().abs().mean(dim=(1, 2, 3)).cpu().tolist()
         outputs, at = [], 0
