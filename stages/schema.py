@@ -35,7 +35,8 @@ CLIP_SCHEMA = {
     "start_s": "Float64",
     "end_s": "Float64",
     "clip_duration_s": "Float64",
-    "boundary": "Utf8",      # what starts the clip: start | shot | window | resume (after damage)
+    "boundary": "Utf8",      # what starts the clip: start | shot | window | resume (after damage) |
+                             # fade | dissolve (a dropped row holding a gradual transition's frames)
     "clip_path": "Utf8",
 }
 

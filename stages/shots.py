@@ -85,28 +85,41 @@ class TransNetShots:
         self.frames.append(frame.image(self.need))
 
     def probabilities(self):
+        """(single-frame, many-hot) transition probabilities of every frame: the first marks where
+        a shot changes, the second every frame of a transition (the model's gradual output)."""
         import numpy as np
         import torch
 
         if not self.frames:
-            return np.zeros(0)
+            return np.zeros(0), np.zeros(0)
         frames = np.stack(self.frames)
         n = len(frames)
         pad_end = self.PAD + self.STEP - (n % self.STEP or self.STEP)
         padded = np.concatenate([np.repeat(frames[:1], self.PAD, 0), frames, np.repeat(frames[-1:], pad_end, 0)])
         starts = list(range(0, len(padded) - self.WINDOW + 1, self.STEP))
-        out = []
+        single_out, many_out = [], []
         with torch.no_grad():
             for i in range(0, len(starts), self.batch_size):
                 batch = np.stack([padded[s:s + self.WINDOW] for s in starts[i:i + self.batch_size]])
-                single, _ = self.model.predict_raw(torch.from_numpy(batch).to(self.model.device))
-                out.append(single[:, self.PAD:self.PAD + self.STEP, 0].cpu().numpy().reshape(-1))
-        return np.concatenate(out)[:n]
+                single, many = self.model.predict_raw(torch.from_numpy(batch).to(self.model.device))
+                single_out.append(single[:, self.PAD:self.PAD + self.STEP, 0].cpu().numpy().reshape(-1))
+                many_out.append(many[:, self.PAD:self.PAD + self.STEP, 0].cpu().numpy().reshape(-1))
+        return np.concatenate(single_out)[:n], np.concatenate(many_out)[:n]
 
     def end(self) -> list[int]:
-        above = self.probabilities() > self.threshold
+        single, self.many_hot = self.probabilities()
+        above = single > self.threshold
         # A run of transition frames ends a shot; the new shot starts at the first frame after it.
         return [i for i in range(1, len(above)) if above[i - 1] and not above[i]]
+
+    def transitions(self) -> list[tuple[int, int, str]]:
+        """Gradual transitions from the many-hot output of the last `end` (stages/transitions.py)."""
+        import numpy as np
+
+        from .transitions import transnet_transitions
+
+        luma = [frame.mean(axis=2) for frame in self.frames] if self.frames else []
+        return transnet_transitions(self.many_hot, np.asarray(luma), self.threshold)
 
 
 class FlashGuard:

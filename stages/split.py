@@ -1,8 +1,9 @@
 """split: shot boundaries -> clips of [min_s, max_s] seconds.
 
 PySceneDetect's AdaptiveDetector (or TransNetV2) finds the shots over one PyAV decode, and a
-flash guard keeps a few bright frames inside one shot from counting as cuts. A shot longer than max_s is cut into equal
-windows (each at most max_s); a shot shorter than min_s becomes a `dropped` row with its
+flash guard keeps a few bright frames inside one shot from counting as cuts. Fades and dissolves
+(stages/transitions.py) end shots too; their frames become one `dropped` row each. A shot longer
+than max_s is cut into equal windows (each at most max_s); a shot shorter than min_s becomes a `dropped` row with its
 reason, so every second of every video is accounted for in the table. Decoding resumes after a
 damaged stretch of the file (stages/decode.py): no clip spans one, and the clips of that video say
 where decoding broke.
@@ -37,6 +38,9 @@ class SplitConfig(StageSection):
     flash_guard: bool = True
     flash_max_frames: int = Field(default=8, ge=1)
     flash_brightness_delta: float = Field(default=40.0, gt=0)
+    # Fades (to/from black or white) and dissolves end clips; their frames are a dropped row
+    # (stages/transitions.py; kind transnetv2: the model's own transition output).
+    transitions: bool = True
     min_s: float = Field(default=1.0, gt=0)
     max_s: float | None = Field(default=10.0, gt=0)  # null: any length (with kind none: whole videos)
     cut: bool = False
@@ -80,6 +84,11 @@ class Shots:
     flash_cuts: list[int]  # cuts the detector reported that the flash guard removed
     damage: list = field(default_factory=list)  # the Damage (stages/decode.py) decoding skipped
     resumed: list[int] = field(default_factory=list)  # the frames decoding resumed at after damage
+    transitions: list = field(default_factory=list)  # (first, end exclusive, "fade" | "dissolve")
+
+    def transition_at(self, start: int, end: int) -> str | None:
+        """The kind of the gradual transition that frames [start, end) lie in, if any."""
+        return next((kind for a, b, kind in self.transitions if a <= start and end <= b), None)
 
     @property
     def decoded(self) -> int:
@@ -124,10 +133,14 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
     later stages (stages/handoff.py)."""
     from .decode import scan_clips
     from .shots import FlashGuard
+    from .transitions import TransitionFinder
 
     detector = make_detector(cfg, width, height, fps)
     clock = FrameTimes()
     consumers = [clock, detector, *recorders]
+    finder = TransitionFinder() if cfg.transitions and cfg.kind == "pyscenedetect" else None
+    if finder is not None:
+        consumers.append(finder)
     guard = None
     if cfg.flash_guard:
         guard = FlashGuard(cfg.flash_max_frames, cfg.flash_brightness_delta)
@@ -140,10 +153,16 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
     flashes: list[int] = []
     if guard is not None:
         cuts, flashes = guard.filter(cuts)
+    transitions = []
+    if cfg.transitions:
+        transitions = finder.end() if finder is not None else detector.transitions()
+        # a transition's frames are its own row: the detector's cut in its middle (or at its ends) is its edge
+        cuts = [c for c in cuts if not any(a - 2 <= c <= b + 2 for a, b, _ in transitions)]
     # Where decoding resumed after damage, a shot ends: a clip must not run across lost frames.
     resumed = [times.index(d.resume_s) for d in scan.damage if d.resume_s is not None and d.resume_s in times]
-    edges = sorted({0, len(times), *(c for c in cuts + resumed if 0 < c < len(times))})
-    return Shots(list(zip(edges, edges[1:])), times, flashes, scan.damage, resumed)
+    ends = [edge for a, b, _ in transitions for edge in (a, b)]
+    edges = sorted({0, len(times), *(c for c in cuts + resumed + ends if 0 < c < len(times))})
+    return Shots(list(zip(edges, edges[1:])), times, flashes, scan.damage, resumed, transitions)
 
 
 class SplitStage(Stage):
@@ -220,6 +239,10 @@ class SplitStage(Stage):
         base["flash_cuts_ignored"] = len(shots.flash_cuts)
         rows = []
         for shot_start, shot_end in shots.ranges:
+            kind = shots.transition_at(shot_start, shot_end)
+            if kind:  # a fade or dissolve: blended frames of two shots, never a clip
+                rows.append(self._transition_row(video, base, shots, fps, shot_start, shot_end, kind))
+                continue
             for i, (a, b, drop) in enumerate(windows(shot_start, shot_end, fps, self.cfg.min_s, self.cfg.max_s)):
                 boundary = "window" if i else ("start" if a == 0 else "resume" if a in shots.resumed else "shot")
                 start_s, end_s = shots.time_at(a, fps), shots.end_at(b, fps)
@@ -232,6 +255,14 @@ class SplitStage(Stage):
                 rows.append(row)
         self._record([r for r in rows if r["status"] == "ok"])
         return rows
+
+    @staticmethod
+    def _transition_row(video: dict, base: dict, shots: Shots, fps: float, a: int, b: int, kind: str) -> dict:
+        start_s, end_s = shots.time_at(a, fps), shots.end_at(b, fps)
+        return {**base, "clip_id": f"{video['video_id']}-{a:06d}", "start_frame": a, "end_frame": b,
+                "start_s": round(start_s, 4), "end_s": round(end_s, 4), "clip_duration_s": round(end_s - start_s, 4),
+                "boundary": kind, "status": "dropped",
+                "reason": f"{kind}: gradual transition, frames {a}-{b - 1} ({end_s - start_s:.2f} s)"}
 
     def _record(self, clips: list[dict]) -> None:
         """What the filter and score stages would decode again, from this decode (stages/handoff.py)."""

@@ -119,6 +119,33 @@ def test_ocr_invents_no_text_on_small_real_frames_and_still_reads_small_real_tex
         assert analyze(reading, path)["text"] is None, path.name
 
 
+def test_ocr_counts_only_text_that_reads_as_text(tmp_path):
+    """Texture (foliage, paving and a grille, carpet, a stone wall: tests/data/textures_pan.mp4) and
+    heavily blurred, compressed animation give detection boxes; recognition on those boxes reads no
+    letters there, so no text counts. Real text (subtitles, a sign, captions and the UI text of a
+    screen recording, a taxi sign in street footage) still reads."""
+    from stages.analyzers.ocr import OcrAnalyzer
+
+    blurred = tmp_path / "bbb_blur_crf40.mp4"
+    ffmpeg("-i", str(DATA / "nosubs_720p.mp4"), "-vf", "gblur=sigma=3", "-c:v", "libx264", "-crf", "40", str(blurred))
+    verified = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5}).ocr)
+    boxes_only = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5, "verify": False}).ocr)
+    for path in (DATA / "textures_pan.mp4", DATA / "katna_elephantsdream_vfr.mp4"):
+        assert analyze(boxes_only, path)["text_area_max"] > 0.02, path.name  # detection alone invents text
+    for path in (DATA / "textures_pan.mp4", DATA / "katna_elephantsdream_vfr.mp4", blurred, DATA / "nosubs_720p.mp4",
+                 DATA / "mma_skeleton_fixed_camera.mp4"):
+        found = analyze(verified, path)
+        assert found["text_area_max"] == 0 and found["text_boxes"] == 0, (path.name, found)
+    reading = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5, "recognize": True}).ocr)
+    subs = analyze(reading, DATA / "subs_720p.mp4")
+    assert subs["text_area_max"] > 0.04 and "Subtitle line two 12345" in subs["text"]
+    sign = analyze(reading, DATA / "lightbox_text_160.mp4")
+    assert sign["text_area_max"] > 0.1 and "LIVES" in sign["text"]
+    assert "TAXI" in analyze(reading, SAMPLES / "bikes.mp4")["text"]  # the sign on a taxi roof in the street
+    edit = analyze(reading, DATA / "pexels_fastcut_vertical.mp4")  # captions, then an editing timeline
+    assert edit["text_area_max"] > 0.02 and "SIMPLE" in edit["text"] and ".MP4" in edit["text"]
+
+
 def test_nsfw_runs_the_shipped_model():
     from stages.analyzers.nsfw import NsfwAnalyzer
 

@@ -18,14 +18,17 @@ class OcrConfig(Section):
     sample_every_s: float = Field(default=2.0, gt=0)
     max_samples: int = Field(default=30, ge=1)  # a longer clip (a whole video) gets this many, spread evenly
     size: int = Field(default=360, ge=32)
-    recognize: bool = False  # detection only (text area); true also reads the text (column `text`), slower
+    recognize: bool = False  # true also stores the text read (column `text`)
+    # A detected box counts as text only when recognition reads it (run on the detected boxes only,
+    # so frames where detection finds nothing pay nothing more): with at least this confidence ...
+    verify: bool = True  # false: detection boxes alone count (texture and compression read as text)
     lang: str = "ch"
     device: Device = "cpu"
-    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    min_confidence: float = Field(default=0.7, ge=0, le=1)
     # A box counts as text only if it is at least this tall in the source video's pixels ...
     min_text_height_px: float = Field(default=6.0, ge=0)
-    # ... and holds at least this many glyphs (read characters; detection-only: its length is at
-    # least 0.75 x this many heights). Single glyph-like blobs in faces, hair and walls are not text.
+    # ... and holds at least this many glyphs (letters or digits read; detection-only: its length is
+    # at least 0.75 x this many heights). Single glyph-like blobs in faces, hair and walls are not text.
     min_glyphs: int = Field(default=2, ge=1)
     text_area_threshold: float = Decision(0.02, ge=0, le=1)
     record_only: bool = Decision(False)
@@ -38,6 +41,11 @@ def box_size(box) -> tuple[float, float]:
 
     width, height = cv2.minAreaRect(np.asarray(box, dtype=np.float32))[1]
     return min(width, height), max(width, height)
+
+
+def glyphs(text: str) -> int:
+    """Letters and digits (any script) in a recognised string: punctuation and spaces are no text."""
+    return sum(ch.isalnum() for ch in text)
 
 
 def text_area(boxes: list, width: int, height: int) -> float:
@@ -101,22 +109,33 @@ class OcrAnalyzer(ModelAnalyzer):
         return super().unpack(data[4:]), struct.unpack("<f", data[:4])[0]
 
     def is_text(self, box, text: str, scale: float) -> bool:
+        """Size and glyph checks of one box (its text read, or None before recognition)."""
         height, length = box_size(box)
         if height * scale < self.cfg.min_text_height_px:
             return False
-        if self.cfg.recognize:
-            return len("".join(text.split())) >= self.cfg.min_glyphs
+        if text is not None:
+            return glyphs(text) >= self.cfg.min_glyphs
         return length >= 0.75 * self.cfg.min_glyphs * height
+
+    def read(self, image, boxes: list) -> list[tuple[str, float]]:
+        """RapidOCR's recognizer on the detected boxes only (its own crop of each quadrilateral)."""
+        import numpy as np
+
+        crops = self.model.get_crop_img_list(image, np.asarray(boxes, dtype=np.float32))
+        found, _ = self.model.text_rec(crops)
+        return [(str(text), float(score)) for text, score, *_ in found]
 
     def infer(self, batch):
         outputs = []
         for image, scale in batch:  # RapidOCR takes one image per call
-            # The text-angle classifier is skipped: area and reading of upright captions do not need it.
-            result, _ = self.model(image, use_cls=False, use_rec=self.cfg.recognize)
-            if not self.cfg.recognize:  # detection only: boxes without text or confidence
-                result = [(box, "", 1.0) for box in (result or [])]
-            result = [r for r in (result or []) if float(r[2]) >= self.cfg.min_confidence
-                      and self.is_text(r[0], r[1], scale)]
+            # Detection alone first; the text-angle classifier is skipped (upright captions do not need it).
+            boxes, _ = self.model(image, use_cls=False, use_rec=False)
+            boxes = [box for box in (boxes or []) if self.is_text(box, None, scale)]
+            result = [(box, "", 1.0) for box in boxes]
+            if boxes and (self.cfg.verify or self.cfg.recognize):
+                result = [(box, text, score) for box, (text, score) in zip(boxes, self.read(image, boxes))]
+                if self.cfg.verify:  # text is what reads as letters or digits, with confidence
+                    result = [r for r in result if r[2] >= self.cfg.min_confidence and self.is_text(r[0], r[1], scale)]
             outputs.append((text_area([r[0] for r in result], image.shape[1], image.shape[0]), result))
         return outputs
 
@@ -127,6 +146,8 @@ class OcrAnalyzer(ModelAnalyzer):
         texts: list[str] = []
         for _, result in outputs:
             texts += [r[1] for r in result if r[1] and r[1] not in texts]
+        if not self.cfg.recognize:
+            texts = []  # read only to verify the boxes: stored when asked for
         return {"text_area_max": round(max(areas), 5), "text_area_mean": round(sum(areas) / len(areas), 5),
                 "text_boxes": max(len(result) for _, result in outputs), "text": " | ".join(texts)[:500] or None}
 
