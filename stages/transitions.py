@@ -146,22 +146,24 @@ def find_dissolves(thumbs, cut_steps: float = 0.55, spans: tuple[int, ...] = DIS
 
 
 def blend_span(x, first: int, end: int, k: int) -> tuple[int, int] | None:
-    """The frames of a dissolve around its core [first, end): project the frames between a frame of
-    each shot onto their difference; the blend is where that progress lies strictly between them.
-    Done twice: the second time from frames `k` outside the first estimate, which finds the faint
-    first and last frames of a slow blend."""
+    """The frames of a dissolve around its core [first, end): project the frames from a frame of one
+    shot to a frame of the other onto their difference (progress 0 to 1), and fit the ramp a blend
+    makes, 0 up to its start, rising straight, 1 from its end (least absolute error); the shots'
+    own motion around it is noise to the fit, not part of the blend."""
+    import numpy as np
+
     n = len(x)
-    span = None
-    for _ in range(2):
-        a, b = max(0, first - k), min(n - 1, end - 1 + k)
-        delta = x[b] - x[a]
-        progress = ((x[a:b + 1] - x[a]) @ delta) / max(float(delta @ delta), 1e-6)
-        inside = [a + i for i, p in enumerate(progress) if 0.04 < p < 0.96]
-        if not inside:
-            break
-        span = (inside[0], inside[-1] + 1)
-        first, end = span
-    return span
+    a, b = max(0, first - k), min(n - 1, end - 1 + k)
+    delta = x[b] - x[a]
+    progress = ((x[a:b + 1] - x[a]) @ delta) / max(float(delta @ delta), 1e-6)
+    t = np.arange(len(progress))
+    best, span = np.inf, None
+    for s in range(0, first - a + 1):
+        for e in range(end - a, len(progress)):
+            error = np.abs(np.clip((t - s) / max(e - s, 1), 0, 1) - progress).sum()
+            if error < best:
+                best, span = error, (a + s + 1, a + e)
+    return span if span and span[1] > span[0] else None
 
 
 def merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -155,17 +156,65 @@ def test_nsfw_runs_the_shipped_model():
 
 def test_nsfw_scores_equal_nudenets_own_detections():
     """The vectorised post-processing gives NudeNet's own answer, frame by frame (a cartoon frame of
-    Big Buck Bunny scores about 0.77 on an exposed class, other frames lower)."""
+    Big Buck Bunny scores about 0.75 on an exposed class, other frames lower), and the skin check
+    applied to NudeNet's own boxes gives the same skin-checked scores."""
     from stages.analyzers.nsfw import NsfwAnalyzer, frame_score
 
     analyzer = NsfwAnalyzer(FilterConfig().nsfw)
     analyzer.preflight()
     frames = []
-    for path in (DATA / "nosubs_720p.mp4", SAMPLES / "bikes.mp4", DATA / "mma_armwrestle_corrupt.mp4"):
-        frames += [f.image(analyzer.need) for f in iter_frames(str(path))][::15]
+    for path in (DATA / "nosubs_720p.mp4", SAMPLES / "bikes.mp4", DATA / "mma_armwrestle_corrupt.mp4",
+                 DATA / "katna_cat_static.mp4"):
+        frames += [f.image(analyzer.need) for f in iter_frames(str(path))][::12]
     ours = analyzer.infer(frames)
-    theirs = [frame_score(found) for found in analyzer.model.detect_batch(frames, batch_size=4)]
-    assert ours == pytest.approx(theirs, abs=1e-6) and max(theirs) > 0.5
+    found = analyzer.model.detect_batch(frames, batch_size=4)
+    theirs = [frame_score(f) for f in found]
+    checked = [frame_score(f, image, 0.4) for f, image in zip(found, frames)]
+    assert [raw for raw, _ in ours] == pytest.approx(theirs, abs=1e-6) and max(theirs) > 0.5
+    assert [score for _, score in ours] == pytest.approx(checked, abs=1e-6) and max(checked) > 0.2
+
+
+# Licensed real footage: animation, animals, sport, people, skin (a baby in a bouncer, bare arms).
+HARMLESS = {"animation": ["bigbuckbunny", "katna_elephantsdream_vfr"],
+            "animals": ["katna_cat_static", "iio_cockatoo"],
+            "sport": ["pexels_skate_motion", "mma_armwrestle_corrupt", "bikes"],
+            "people": ["mma_skeleton_fixed_camera", "carphone_pristine"]}
+
+
+def _footage(name):
+    """A test video by name: the repo's copy, else the shared test data (skipped where neither is)."""
+    for folder in (DATA, SAMPLES, Path("/work/shared/testdata/real"), Path("/work/shared/testdata/src")):
+        if (folder / f"{name}.mp4").is_file():
+            return folder / f"{name}.mp4"
+    return DATA / "nosubs_720p.mp4" if name == "bigbuckbunny" else None
+
+
+def test_nsfw_spares_cartoons_animals_and_sport_and_keeps_exposed_detections_on_skin(capsys):
+    """NudeNet alone gives a Big Buck Bunny frame 0.75 on an exposed class; with the skin check
+    (exposed classes only, max over frames sampled every 0.5 s) every harmless video scores far
+    below the threshold, while an exposed-class detection on real skin (a baby's bare chest in
+    the cat video) keeps its score."""
+    from stages.analyzers.nsfw import NsfwAnalyzer
+
+    analyzer = NsfwAnalyzer(FilterConfig(nsfw={"sample_every_s": 0.5}).nsfw)
+    threshold = FilterConfig().nsfw.threshold
+    scores = {}
+    for group, names in HARMLESS.items():
+        for name in names:
+            path = _footage(name)
+            if path is not None:
+                scores[name] = (group, analyze(analyzer, path))
+    with capsys.disabled():
+        print()
+        for name, (group, r) in scores.items():
+            print(f"nsfw {group:9} {name:28} raw {r['nsfw_raw']:.3f} score {r['nsfw_score']:.3f} "
+                  f"mean {r['nsfw_mean']:.3f}")
+    assert len(scores) >= 6
+    assert all(r["nsfw_score"] < threshold / 2 for _, r in scores.values()), scores  # pass with margin
+    cartoon = scores.get("bigbuckbunny", (None, analyze(analyzer, DATA / "nosubs_720p.mp4")))[1]
+    assert cartoon["nsfw_raw"] > 0.6 and cartoon["nsfw_score"] == 0  # NudeNet's cartoon breast: fur, no skin
+    baby = scores["katna_cat_static"][1]
+    assert baby["nsfw_score"] == baby["nsfw_raw"] > 0.2  # an exposed class on real skin still counts
 
 
 def test_seek_is_frame_accurate_mid_gop():

@@ -103,8 +103,9 @@ def test_transition_frames_are_dropped_rows_and_no_clip_holds_one(tmp_path, work
     ok = table.filter(pl.col("status") == "ok")
     assert ok.height >= 5
     for clip in ok.iter_rows(named=True):
-        for first, end, _ in truth:  # at most two frames of the faintest start of a transition
-            assert min(clip["end_frame"], end) - max(clip["start_frame"], first) <= 2, (clip["clip_id"], first)
+        for first, end, _ in truth:  # at most the faintest quarter of a slow dissolve's frames (blend < 0.25)
+            inside = min(clip["end_frame"], end) - max(clip["start_frame"], first)
+            assert inside <= max(2, (end - first) // 4), (clip["clip_id"], first, inside)
     assert 205 in ok["start_frame"].to_list()  # the hard cut between them is still a cut
     # every frame is accounted for, once
     assert table["start_frame"].to_list()[1:] == table["end_frame"].to_list()[:-1]
