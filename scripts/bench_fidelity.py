@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Fidelity on the real test footage: before/after figures for gradual transitions, OCR and NSFW.
 
-    .venv/bin/python scripts/bench_fidelity.py [--transnetv2] [--shared /work/shared/testdata]
+    .venv/bin/python scripts/bench_fidelity.py [--transnetv2] [--no-split] [--shared /work/shared/testdata]
 
 - split: boundary P/R/F1 against every truth CSV in tests/data (a cut within +-2 frames, a gradual
   transition anywhere from its start to its first clean frame), with `split.transitions` off and
@@ -111,7 +111,7 @@ def bench_ocr(shared: Path | None) -> None:
         ocr.preflight()
         for name, path in videos.items():
             start = time.perf_counter()
-            scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [ocr])
+            list(scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [ocr]))
             result = ocr.end()
             print(f"ocr {label:10} {name:32} text_area_max {result['text_area_max']:.4f} "
                   f"({time.perf_counter() - start:.2f} s)")
@@ -133,7 +133,7 @@ def bench_nsfw(shared: Path | None) -> None:
             path = next((f / f"{name}.mp4" for f in folders if (f / f"{name}.mp4").is_file()), None)
             if path is None:
                 continue
-            scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [nsfw])
+            list(scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [nsfw]))
             r = nsfw.end()
             print(f"nsfw {group:9} {name:28} nsfw_raw {r['nsfw_raw']:.3f} nsfw_score {r['nsfw_score']:.3f} "
                   f"nsfw_mean {r['nsfw_mean']:.3f}")
@@ -141,7 +141,8 @@ def bench_nsfw(shared: Path | None) -> None:
 
 def main(argv: list[str]) -> None:
     shared = Path(argv[argv.index("--shared") + 1]) if "--shared" in argv else None
-    bench_split(["pyscenedetect", "transnetv2"] if "--transnetv2" in argv else ["pyscenedetect"])
+    if "--no-split" not in argv:
+        bench_split(["pyscenedetect", "transnetv2"] if "--transnetv2" in argv else ["pyscenedetect"])
     bench_ocr(shared)
     bench_nsfw(shared)
 

@@ -30,6 +30,7 @@ MIN_JUMP = 14.0  # RMS luma difference (0-255) of the two ends: as much as two s
 MIN_COARSE_JUMP = 20.0  # ... also in 6x8 block means (camera shake on a sign: <= 15.5)
 MAX_RESIDUAL = 0.3  # blend misfit relative to the jump
 MIN_CORE = 3  # frames in a row that must fit the blend
+CHUNK, OVERLAP = 4096, 160  # dissolves are looked for in overlapping chunks: memory stays flat on long videos
 
 
 def level_of(mean: float, std: float) -> float | None:
@@ -90,8 +91,10 @@ def find_fades(thumbs) -> list[tuple[int, int, str]]:
         level = flat[first]
         if any(flat[i] != level for i in range(first, end)):
             continue  # black straight into white: leave it to the cut detector
-        if level not in distances:  # RMS distance of every frame to the flat level
-            distances[level] = np.sqrt(((thumbs - level) ** 2).reshape(n, -1).mean(axis=1)).tolist()
+        if level not in distances:  # RMS distance of every frame to the flat level (in chunks: long videos)
+            distances[level] = [float(d) for i in range(0, n, CHUNK)
+                                for d in np.sqrt(((thumbs[i:i + CHUNK].astype(np.float32) - level) ** 2)
+                                                 .reshape(-1, thumbs[0].size).mean(axis=1))]
         start, stop = ramp(distances[level], first, end)
         # the frame where a ramp stopped growing is the shot's own (clean) frame
         start, stop = (start + 1 if start > 0 else 0), (stop - 1 if stop < n else n)
@@ -198,9 +201,15 @@ class TransitionFinder:
 
         if not self.thumbs:
             return []
-        thumbs = np.stack(self.thumbs).astype(np.float32)
+        thumbs = np.stack(self.thumbs)
         fades = find_fades(thumbs)
-        dissolves = find_dissolves(thumbs) if self.dissolves else []
+        dissolves = []
+        for start in range(0, len(thumbs), CHUNK - OVERLAP) if self.dissolves else ():
+            part = thumbs[start:start + CHUNK].astype(np.float32)
+            dissolves += [(a + start, b + start, kind) for a, b, kind in find_dissolves(part)]
+            if start + CHUNK >= len(thumbs):
+                break
+        dissolves = merge(dissolves)
         # a dissolve that touches a fade is the fade's own ramp
         dissolves = [d for d in dissolves if not any(d[0] <= f[1] and f[0] <= d[1] for f in fades)]
         return merge(fades + dissolves)

@@ -109,3 +109,22 @@ def test_transition_frames_are_dropped_rows_and_no_clip_holds_one(tmp_path, work
     assert 205 in ok["start_frame"].to_list()  # the hard cut between them is still a cut
     # every frame is accounted for, once
     assert table["start_frame"].to_list()[1:] == table["end_frame"].to_list()[:-1]
+
+
+def test_chunks_of_a_long_video_find_the_same_transitions(monkeypatch):
+    """Dissolves are looked for in overlapping chunks (memory stays flat on an hour of video): chunks
+    smaller than this 366-frame video find what one pass finds."""
+    from stages import transitions
+    from stages.decode import iter_frames
+
+    def find():
+        finder = transitions.TransitionFinder()
+        finder.begin({})
+        for frame in iter_frames(str(DATA / "transitions_real.mp4")):
+            finder.feed(frame)
+        return finder.end()
+
+    whole = find()
+    monkeypatch.setattr(transitions, "CHUNK", 150)
+    monkeypatch.setattr(transitions, "OVERLAP", 70)
+    assert find() == whole and len(whole) == 6
