@@ -120,13 +120,14 @@ def blend_fit(thumbs, k: int):
 
 
 def find_dissolves(thumbs, cut_steps: float = 0.55, spans: tuple[int, ...] = DISSOLVE_K) -> list[tuple[int, int, str]]:
+    import cv2
     import numpy as np
 
     n = len(thumbs)
     x = thumbs.reshape(n, -1)
     # 6x8 block means: a small shift (camera shake over high-contrast edges) blends like a dissolve
     # at 32x18 but barely changes these; two different shots do
-    coarse = thumbs.reshape(n, 6, 3, 8, 4).mean(axis=(2, 4)).reshape(n, -1)
+    coarse = np.stack([cv2.resize(t, (8, 6), interpolation=cv2.INTER_AREA) for t in thumbs]).reshape(n, -1)
     step = np.sqrt(((x[1:] - x[:-1]) ** 2).mean(axis=1))  # step[i]: frame i -> i+1
     found = []
     for k in spans:
