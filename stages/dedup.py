@@ -47,6 +47,32 @@ class DedupConfig(StageSection):
     decode_threads: int = Runtime(0, ge=0)
 
 
+def keep_greedily(groups: list[int], nodes: list[int], edges) -> dict[int, int]:
+    """node -> the node it is kept as (itself, or the clip it duplicates), members best first.
+
+    A member is a duplicate of the best kept clip it matches directly; one that matches none is kept
+    too. Matching is not transitive: a long clip holding two shots links both shots' clips, yet neither
+    shot's clip duplicates the other's."""
+    neighbours: dict[int, set[int]] = {}
+    for a, b in edges.tolist():
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    kept_of: dict[int, int] = {}
+    kept: list[int] = []
+    current = None
+    for group, node in zip(groups, nodes):
+        if group != current:
+            current, kept = group, []
+        near = neighbours.get(node, set())
+        match = next((k for k in kept if k in near), None)
+        if match is None:
+            kept.append(node)
+        kept_of[node] = node if match is None else match
+    # a clip kept alone (no duplicate of it) is in no group
+    used = {k for n, k in kept_of.items() if n != k}
+    return {n: k for n, k in kept_of.items() if n != k or n in used}
+
+
 class DedupStage(Stage):
     name = "dedup"
     run_wide: ClassVar[bool] = True
@@ -166,31 +192,27 @@ class DedupStage(Stage):
         if self.cfg.near:
             pairs, _ = near_duplicates(sig, self.cfg.max_bits, self.cfg.bands, self.cfg.band_bits, self.ctx.stats)
             edges.append(pairs)
-        label = components(table.height, np.concatenate(edges))
+        edges = np.concatenate(edges)
+        label = components(table.height, edges)
         ranked = (table.with_columns(group=pl.Series(label))
                   .filter(pl.len().over("group") > 1)
                   .sort(["group", "tier", "quality", "pixels", "duration_s", "clip_id"],
                         descending=[False, False, True, True, True, False], nulls_last=True))
-        if ranked.height == 0:
+        kept_of = keep_greedily(ranked["group"].to_list(), ranked["node"].to_list(), edges)
+        if not kept_of:
             self.ctx.stats.update(groups=0, duplicates=0)
             return {}
-        kept = ranked.group_by("group", maintain_order=True).first().select(
-            "group", kept_node="node", kept_id="clip_id", kept_sha="file_sha256", kept_start="start_s",
-            kept_end="end_s")
-        members = ranked.join(kept, on="group")
-        dups = members.filter(pl.col("node") != pl.col("kept_node"))
-        pairs = dups.select("node", "kept_node").to_numpy().astype(np.int64)
-        _, distance = verify(sig, pairs, self.cfg.max_bits, self.cfg.min_cover) if len(pairs) else (None, [])
-        exact = ((dups["file_sha256"] == dups["kept_sha"]) & ((dups["start_s"] - dups["kept_start"]).abs() < 0.01)
-                 & ((dups["end_s"] - dups["kept_end"]).abs() < 0.01)).fill_null(False).to_list()
-        found = {cid: (cid, None, None) for cid in kept["kept_id"].to_list()}
-        for cid, kept_id, is_exact, dist in zip(dups["clip_id"].to_list(), dups["kept_id"].to_list(), exact,
-                                                 list(distance)):
-            if is_exact:
-                found[cid] = (kept_id, "exact", 0.0)
-            else:
-                found[cid] = (kept_id, "near" if dist <= self.cfg.max_bits else "near (through others)", float(dist))
-        self.ctx.stats.update(groups=kept.height, duplicates=dups.height)
+        ids = table["clip_id"].to_list()
+        dups = [(node, kept) for node, kept in kept_of.items() if node != kept]
+        pairs = np.array(dups, dtype=np.int64).reshape(-1, 2)
+        _, distance = verify(sig, pairs, self.cfg.max_bits, self.cfg.min_cover)
+        sha, start, end = table["file_sha256"].to_list(), table["start_s"].to_list(), table["end_s"].to_list()
+        found = {ids[kept]: (ids[kept], None, None) for kept in set(kept_of.values())}
+        for (node, kept), dist in zip(dups, distance.tolist()):
+            exact = (sha[node] is not None and sha[node] == sha[kept] and abs(start[node] - start[kept]) < 0.01
+                     and abs(end[node] - end[kept]) < 0.01)
+            found[ids[node]] = (ids[kept], "exact", 0.0) if exact else (ids[kept], "near", float(dist))
+        self.ctx.stats.update(groups=len(set(kept_of.values())), duplicates=len(dups))
         return found
 
     def _mark(self, rows, found):

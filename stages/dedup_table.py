@@ -50,7 +50,9 @@ def release_name(source: str) -> str:
     """How `duplicate_of` names an earlier release: its hub repo, or its directory."""
     if source.startswith("hf://"):
         return source[len("hf://"):].removeprefix("datasets/").split("/metadata/")[0]
-    path = Path(source)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path.resolve().name
     return (path.parent.parent.name if path.parent.name == "metadata" else path.parent.name) or path.stem
 
 
