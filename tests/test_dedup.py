@@ -109,7 +109,7 @@ def test_against_an_earlier_release(release, copies, tmp_path, workdir):
     new = tmp_path / "v2"
     new.mkdir()
     shutil.copy(copies / "bikes_crop8.mp4", new / "bikes_again.mp4")
-    shutil.copy(SAMPLES / "cuts_6shots.mp4", new / "fresh.mp4")
+    shutil.copy(DATA / "mma_skeleton_fixed_camera.mp4", new / "fresh.mp4")  # not in the release
     cfg = write_config(tmp_path / "c.yaml", CONFIG + f"  against: [{release}]\n")
     curate("local", "-w", workdir, "-i", new, "-c", cfg, "--no-progress")
     table = clips(workdir)
