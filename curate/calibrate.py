@@ -91,10 +91,11 @@ class CalibrationReport:
     retention: object  # pl.DataFrame: check, kept_clips, kept_share, kept_hours
     html: Path
     images: list[Path] = field(default_factory=list)
+    duplicates: dict | None = None  # what dedup removed (clips, hours), left out of the tables above
 
     def summary(self) -> dict:
         return {"clips": self.clips, "html": str(self.html), "quantiles": self.quantiles.to_dicts(),
-                "retention": self.retention.to_dicts()}
+                "retention": self.retention.to_dicts(), "duplicates": self.duplicates}
 
 
 def score_values(clips, score: str):
@@ -263,10 +264,24 @@ def calibrate(run: RunDir, plan: Plan, sample_size: int | None = None,
     page = out / "calibration.html"
     write_html(page, run, {"clips": clips.height, "sampled": sampled, "quantiles": table, "retention": retention,
                            "images": images, "thumbs": thumbs})
-    report = CalibrationReport(clips.height, table, retention, page, list(images.values()))
+    report = CalibrationReport(clips.height, table, retention, page, list(images.values()),
+                               duplicates=removed_by_dedup(lazy, config))
     if console is not None:
         show(report, console)
     return report
+
+
+def removed_by_dedup(lazy, config) -> dict | None:
+    """Clips (and hours) dedup marked duplicate, at its threshold; None when it is off."""
+    import polars as pl
+
+    section = getattr(config, "dedup", None)
+    if section is None or not section.enabled:
+        return None
+    dups = lazy.filter(pl.col("status") == "duplicate")
+    row = dups.select(clips=pl.len(), hours=pl.col("clip_duration_s").sum() / 3600).collect().row(0, named=True)
+    return {"clips": int(row["clips"]), "hours": round(float(row["hours"] or 0.0), 3),
+            "max_bits": section.max_bits}
 
 
 def calibrate_locally(run: RunDir, plan: Plan, workers: int, sample_size: int, progress=contextlib.nullcontext,
@@ -301,4 +316,8 @@ def show(report: CalibrationReport, console) -> None:
         for row in frame.iter_rows():
             table.add_row(*(cell(v) for v in row))
         console.print(table)
+    if report.duplicates is not None:
+        d = report.duplicates
+        console.print(f"dedup removed {d['clips']} duplicate clips ({d['hours']:.2f} h) at max_bits={d['max_bits']} "
+                      "(not counted above)")
     console.print(f"report: {report.html} (histograms in {report.html.parent / 'calibration'})")

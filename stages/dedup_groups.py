@@ -15,6 +15,7 @@ Groups are the connected components of the verified pairs.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,33 +72,41 @@ def candidate_pairs(sig: Signatures, max_bits: int, bands: int = 8, band_bits: i
         return np.zeros((0, 2), dtype=np.int64)
     bits = band_bits or auto_band_bits(n)
     stats["band_bits"], stats["bands"] = bits, bands
-    owner = np.repeat(np.arange(sig.clips, dtype=np.int64), sig.counts)
+    owner = np.repeat(np.arange(sig.clips, dtype=np.int32 if sig.clips < 2**31 else np.int64), sig.counts)
     entry_bits = max(1, int(n - 1).bit_length())
     if bits + entry_bits > 64:
         raise ValueError(f"too many frames ({n}) for {bits}-bit bands")
     mask = np.uint64((1 << bits) - 1)
     found: list[np.ndarray] = []
-    entries = np.arange(n, dtype=np.uint64)
+    low = np.uint64(entry_bits)
     for band in range(bands):
         shift = np.uint64((band * 64 // bands) % 64)
-        rotated = (sig.hashes >> shift) | (sig.hashes << np.uint64((64 - int(shift)) % 64)) if shift else sig.hashes
-        keys = ((rotated & mask) << np.uint64(entry_bits)) | entries
+        keys = (sig.hashes >> shift) | (sig.hashes << np.uint64((64 - int(shift)) % 64)) if shift else sig.hashes.copy()
+        keys &= mask
+        keys <<= low
+        keys |= np.arange(n, dtype=np.uint64)  # (window value, frame): one sort groups equal values
         keys.sort()
-        value = keys >> np.uint64(entry_bits)
-        index = (keys & np.uint64((1 << entry_bits) - 1)).astype(np.int64)
-        del keys
+        index = (keys & np.uint64((1 << entry_bits) - 1)).astype(np.int32 if n < 2**31 else np.int64)
+        keys >>= low
+        # One entry per (window value, clip): a clip's frames often share a value, and pairs within a
+        # clip are never wanted (frames of one clip are sorted together, as their indices are).
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = (keys[1:] != keys[:-1]) | (owner[index[1:]] != owner[index[:-1]])
+        keys, index = keys[first], index[first]
+        del first
         # Positions whose window value equals the next one's: the start of every run longer than 1.
-        same = value[1:] == value[:-1]
+        same = keys[1:] == keys[:-1]
+        del keys
         pos = np.flatnonzero(same)
-        del value
-        run_end = _run_ends(same, n)
+        run_end = _run_ends(same, len(index))
+        del same
         for k in range(1, MAX_RUN + 1):
             if pos.size == 0:
                 break
             pos = pos[pos + k < run_end[pos]]
             a, b = index[pos], index[pos + k]
             keep = (owner[a] != owner[b]) & (_popcount(sig.hashes[a] ^ sig.hashes[b]) <= max_bits)
-            ca, cb = owner[a[keep]], owner[b[keep]]
+            ca, cb = owner[a[keep]].astype(np.int64), owner[b[keep]].astype(np.int64)
             found.append(np.minimum(ca, cb) * sig.clips + np.maximum(ca, cb))
     packed = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
     stats["candidates"] = int(packed.size)
@@ -106,9 +115,9 @@ def candidate_pairs(sig: Signatures, max_bits: int, bands: int = 8, band_bits: i
 
 def _run_ends(same: np.ndarray, n: int) -> np.ndarray:
     """For every position of a sorted array, the (exclusive) end of its run of equal values."""
-    starts = np.concatenate([[0], np.flatnonzero(~same) + 1])
+    starts = np.concatenate([[0], np.flatnonzero(~same) + 1]).astype(np.int64)
     ends = np.concatenate([starts[1:], [n]])
-    return np.repeat(ends, ends - starts)
+    return np.repeat(ends.astype(np.int32 if n < 2**31 else np.int64), ends - starts)
 
 
 def _padded(sig: Signatures, clips: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,7 +194,10 @@ def near_duplicates(sig: Signatures, max_bits: int, bands: int = 8, band_bits: i
                     stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The verified duplicate pairs [n, 2] and their distances."""
     stats = stats if stats is not None else {}
+    started = time.perf_counter()
     pairs = candidate_pairs(sig, max_bits, bands, band_bits, stats)
+    stats["candidates_s"] = round(time.perf_counter() - started, 3)
     ok, dist = verify(sig, pairs, max_bits)
+    stats["verify_s"] = round(time.perf_counter() - started - stats["candidates_s"], 3)
     stats["near_pairs"] = int(ok.sum())
     return pairs[ok], dist[ok]
