@@ -91,11 +91,11 @@ class CalibrationReport:
     retention: object  # pl.DataFrame: check, kept_clips, kept_share, kept_hours
     html: Path
     images: list[Path] = field(default_factory=list)
-    duplicates: dict | None = None  # what dedup removed (clips, hours), left out of the tables above
+    notes: dict = field(default_factory=dict)  # stage -> what it took out before the tables above (a line, figures)
 
     def summary(self) -> dict:
         return {"clips": self.clips, "html": str(self.html), "quantiles": self.quantiles.to_dicts(),
-                "retention": self.retention.to_dicts(), "duplicates": self.duplicates}
+                "retention": self.retention.to_dicts(), "notes": self.notes}
 
 
 def score_values(clips, score: str):
@@ -265,23 +265,22 @@ def calibrate(run: RunDir, plan: Plan, sample_size: int | None = None,
     write_html(page, run, {"clips": clips.height, "sampled": sampled, "quantiles": table, "retention": retention,
                            "images": images, "thumbs": thumbs})
     report = CalibrationReport(clips.height, table, retention, page, list(images.values()),
-                               duplicates=removed_by_dedup(lazy, config))
+                               notes=stage_notes(lazy, plan, config))
     if console is not None:
         show(report, console)
     return report
 
 
-def removed_by_dedup(lazy, config) -> dict | None:
-    """Clips (and hours) dedup marked duplicate, at its threshold; None when it is off."""
-    import polars as pl
+def stage_notes(lazy, plan: Plan, config) -> dict:
+    """What stages say about the clips they took out before the thresholds (e.g. dedup's duplicates)."""
+    from stages import STAGES
 
-    section = getattr(config, "dedup", None)
-    if section is None or not section.enabled:
-        return None
-    dups = lazy.filter(pl.col("status") == "duplicate")
-    row = dups.select(clips=pl.len(), hours=pl.col("clip_duration_s").sum() / 3600).collect().row(0, named=True)
-    return {"clips": int(row["clips"]), "hours": round(float(row["hours"] or 0.0), 3),
-            "max_bits": section.max_bits}
+    notes = {}
+    for name in plan.stages:
+        note = STAGES[name].load().calibration_note(lazy, config.stage_section(name))
+        if note:
+            notes[name] = note
+    return notes
 
 
 def calibrate_locally(run: RunDir, plan: Plan, workers: int, sample_size: int, progress=contextlib.nullcontext,
@@ -316,8 +315,6 @@ def show(report: CalibrationReport, console) -> None:
         for row in frame.iter_rows():
             table.add_row(*(cell(v) for v in row))
         console.print(table)
-    if report.duplicates is not None:
-        d = report.duplicates
-        console.print(f"dedup removed {d['clips']} duplicate clips ({d['hours']:.2f} h) at max_bits={d['max_bits']} "
-                      "(not counted above)")
+    for note in report.notes.values():
+        console.print(note["line"])
     console.print(f"report: {report.html} (histograms in {report.html.parent / 'calibration'})")

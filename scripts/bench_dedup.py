@@ -181,29 +181,35 @@ def bench_real() -> None:
     sig = Signatures.from_lists([e[2] for e in entries], [e[3] for e in entries])
     pairs = np.array([(i, j) for i in range(len(entries)) for j in range(i + 1, len(entries))])
     same = np.array([entries[i][0] == entries[j][0] for i, j in pairs])
+    to_original = same & np.array(["original" in (entries[i][1], entries[j][1]) for i, j in pairs])
     print(f"{len(entries)} clips: {same.sum()} duplicate pairs (copies of one shot), {(~same).sum()} distinct pairs "
           "(other shots of the same video, other videos, a static camera's windows)")
-    print(" bits  recall  precision  false merges")
-    chosen = None
+    print(" bits  recall  (copy-original)  precision  false merges")
+    found_all = None
     first_false = None
     for bits in range(0, 25, 2):
         ok, _ = verify(sig, pairs, bits)
         tp, fp = int((ok & same).sum()), int((ok & ~same).sum())
         recall, precision = tp / same.sum(), tp / max(tp + fp, 1)
-        print(f"  {bits:3d}  {recall:6.3f}  {precision:9.3f}  {fp:5d}")
+        print(f"  {bits:3d}  {recall:6.3f}  {(ok & to_original).sum() / to_original.sum():15.3f}  {precision:9.3f}  "
+              f"{fp:5d}")
         if fp and first_false is None:
             first_false = bits
-        if not fp:
-            chosen = bits
+        if found_all is None and (ok & to_original).sum() == to_original.sum():
+            found_all = bits
     ok, dist = verify(sig, pairs, 64)
     worst = {}
-    for (i, j), d, s in zip(pairs, dist, same):
+    for (i, j), d, s in zip(pairs, dist, to_original):
         if s:
             kind = entries[j][1] if entries[i][1] == "original" else entries[i][1]
             worst[kind] = max(worst.get(kind, 0), float(d))
     print("largest distance of a true copy, per kind: " + ", ".join(f"{k} {v:g}" for k, v in worst.items()))
-    print(f"first false merge at {first_false} bits; chosen threshold: the largest without one, {chosen} "
-          f"(dedup.max_bits default 14)")
+    if found_all is None or first_false is None:
+        print(f"every copy found from {found_all} bits, first false merge at {first_false} bits")
+        return
+    chosen = (found_all + (first_false - found_all) // 2) // 2 * 2
+    print(f"every copy found (against its original) from {found_all} bits, first false merge at {first_false} bits: "
+          f"chosen threshold midway, {chosen} (dedup.max_bits default 14)")
 
 
 def main() -> None:

@@ -109,6 +109,12 @@ class Stage:
         return {}
 
     @classmethod
+    def calibration_note(cls, clips, cfg) -> dict | None:
+        """What `curate calibrate` says about the clips this stage took out before the thresholds, from the
+        run's clips (a polars LazyFrame): {"line": ..., figures...}, or None."""
+        return None
+
+    @classmethod
     def threshold_checks(cls, cfg) -> list:
         """This stage's thresholds as curate.decisions.Check expressions, applied at export."""
         return []

@@ -95,6 +95,19 @@ class DedupStage(Stage):
 
         return Resources(cpus=1, mem="8G")
 
+    @classmethod
+    def calibration_note(cls, clips, cfg) -> dict | None:
+        import polars as pl
+
+        if not cfg.enabled:
+            return None
+        row = (clips.filter(pl.col("status") == "duplicate")
+               .select(clips=pl.len(), hours=pl.col("clip_duration_s").sum() / 3600).collect().row(0, named=True))
+        count, hours = int(row["clips"]), round(float(row["hours"] or 0.0), 3)
+        return {"clips": count, "hours": hours, "max_bits": cfg.max_bits,
+                "line": f"dedup removed {count} duplicate clips ({hours:.2f} h) at max_bits={cfg.max_bits} "
+                        "(not counted above)"}
+
     def preflight(self) -> None:
         from .dedup_table import read_release
 

@@ -3,6 +3,7 @@ run-wide step locally and on Slurm (dry run); against an earlier release; the gr
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -99,6 +100,9 @@ def test_every_copy_is_found_and_distinct_material_is_not_merged(release):
         assert dups["reason"].str.starts_with(f"duplicate of {group[0]} (").all()
     exact = table.filter(pl.col("dup_kind") == "exact")
     assert set(exact["relpath"]) <= {"bikes.mp4", "bikes_bytecopy.mp4"} and (exact["dup_distance"] == 0).all()
+    # calibration says how many clips dedup removed
+    note = json.loads(curate("calibrate", "-w", release, "--json").stdout)["notes"]["dedup"]
+    assert note["clips"] == table.filter(pl.col("status") == "duplicate").height > 0 and note["max_bits"] == 14
     # the signatures table of the run, for later releases
     signatures = pl.read_parquet(release / "metadata" / "signatures.parquet")
     assert set(signatures["clip_id"]) == set(table["clip_id"])
