@@ -37,6 +37,9 @@ TIER_RELEASE, TIER_KEPT, TIER_NEW, TIER_DUPLICATE = 0, 1, 2, 3
 class DedupConfig(StageSection):
     exact: bool = True  # byte-identical files (sha256 at fetch)
     near: bool = True  # perceptual frame hashes
+    # CLIP embeddings (score.laion_aes must be on): clips at least min_cosine alike are duplicates too
+    semantic: bool = False
+    min_cosine: float = Field(default=0.95, gt=0, le=1)
     max_bits: int = Field(default=14, ge=0, le=32)  # Hamming distance (of 64 bits) of a near duplicate
     min_cover: float = Field(default=0.8, gt=0, le=1)  # share of the shorter clip the longer one must span
     bands: int = Field(default=8, ge=1, le=16)
@@ -45,6 +48,34 @@ class DedupConfig(StageSection):
     signature: SignatureConfig = Field(default_factory=SignatureConfig)
     against: list[str] = Field(default_factory=list)  # earlier releases' signature tables (paths, hf://)
     decode_threads: int = Runtime(0, ge=0)
+
+
+def semantic_duplicates(embeddings: list, min_cosine: float, bands: int):
+    """Clip pairs [n, 2] whose embeddings (float16 bytes, or None) are at least min_cosine alike, and the
+    unit embeddings [clips, d] (zero rows for clips without one). Candidates from a 64-bit SimHash
+    (random hyperplanes) through the same banding as frame hashes, then the exact cosine."""
+    import numpy as np
+
+    from .dedup_groups import Signatures, candidate_pairs
+
+    width = next((len(e) // 2 for e in embeddings if e), 0)
+    unit = np.zeros((len(embeddings), width), dtype=np.float32)
+    for n, e in enumerate(embeddings):
+        if e and len(e) // 2 == width:
+            unit[n] = np.frombuffer(e, dtype=np.float16).astype(np.float32)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    has = np.flatnonzero(unit.any(axis=1))
+    if width == 0 or len(has) < 2:
+        return np.zeros((0, 2), dtype=np.int64), unit
+    planes = np.random.default_rng(0).standard_normal((width, 64)).astype(np.float32)
+    bits = (unit[has] @ planes > 0).astype(np.uint8)
+    simhash = np.packbits(bits, axis=1).view(">u8")[:, 0].astype(np.uint64)
+    # Two vectors an angle t apart differ in t/pi of the hyperplanes: twice that many bits, for slack.
+    slack = int(np.ceil(2 * 64 * np.arccos(min_cosine) / np.pi)) + 2
+    sig = Signatures(simhash, np.zeros(len(has), dtype=np.float32), np.arange(len(has) + 1, dtype=np.int64))
+    pairs = has[candidate_pairs(sig, slack, bands)]
+    alike = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]]) >= min_cosine
+    return pairs[alike], unit
 
 
 def keep_greedily(groups: list[int], nodes: list[int], edges) -> dict[int, int]:
@@ -183,6 +214,7 @@ class DedupStage(Stage):
                         "duration_s": clip.get("clip_duration_s"),
                         "pixels": (clip.get("width") or 0) * (clip.get("height") or 0),
                         "quality": clip.get("quality"), "hashes": record["hashes"],
+                        "embedding": clip.get("clip_embedding") if self.cfg.semantic else None,
                         "times": [round(t - start, 4) for t in record["times"]]})
         return dedup_table.frame(out)
 
@@ -205,6 +237,11 @@ class DedupStage(Stage):
         if self.cfg.near:
             pairs, _ = near_duplicates(sig, self.cfg.max_bits, self.cfg.bands, self.cfg.band_bits, self.ctx.stats)
             edges.append(pairs)
+        unit = None
+        if self.cfg.semantic:
+            pairs, unit = semantic_duplicates(table["embedding"].to_list(), self.cfg.min_cosine, self.cfg.bands)
+            self.ctx.stats["semantic_pairs"] = len(pairs)
+            edges.append(pairs)
         edges = np.concatenate(edges)
         label = components(table.height, edges)
         ranked = (table.with_columns(group=pl.Series(label))
@@ -224,7 +261,12 @@ class DedupStage(Stage):
         for (node, kept), dist in zip(dups, distance.tolist()):
             exact = (sha[node] is not None and sha[node] == sha[kept] and abs(start[node] - start[kept]) < 0.01
                      and abs(end[node] - end[kept]) < 0.01)
-            found[ids[node]] = (ids[kept], "exact", 0.0) if exact else (ids[kept], "near", float(dist))
+            if exact:
+                found[ids[node]] = (ids[kept], "exact", 0.0)
+            elif dist <= self.cfg.max_bits or unit is None:
+                found[ids[node]] = (ids[kept], "near", float(dist))
+            else:  # linked by its embedding: the distance is 1 - cosine
+                found[ids[node]] = (ids[kept], "semantic", round(1.0 - float(unit[node] @ unit[kept]), 4))
         self.ctx.stats.update(groups=len(set(kept_of.values())), duplicates=len(dups))
         return found
 
@@ -240,8 +282,10 @@ class DedupStage(Stage):
                                     "dup_distance": pl.Float64})
         out = rows.join(info, on="clip_id", how="left")
         duplicate = pl.col("dup_kind").is_not_null()
-        how = pl.when(pl.col("dup_kind") == "exact").then(pl.lit("exact copy")).otherwise(
-            pl.format("{}, {} bits", pl.col("dup_kind"), pl.col("dup_distance").round(1)))
+        how = (pl.when(pl.col("dup_kind") == "exact").then(pl.lit("exact copy"))
+               .when(pl.col("dup_kind") == "semantic")
+               .then(pl.format("semantic, cosine {}", (1 - pl.col("dup_distance")).round(4)))
+               .otherwise(pl.format("{}, {} bits", pl.col("dup_kind"), pl.col("dup_distance").round(1))))
         return out.with_columns(
             status=pl.when(duplicate).then(pl.lit("duplicate")).otherwise(pl.col("status")),
             reason=pl.when(duplicate).then(pl.format("duplicate of {} ({})", pl.col("dup_group"), how))

@@ -124,6 +124,9 @@ def _padded(sig: Signatures, clips: np.ndarray, width: int) -> tuple[np.ndarray,
     """Hashes and times of these clips as [len, width] arrays and their validity mask; a clip with
     more frames gives `width` spread evenly over it."""
     counts = sig.counts[clips]
+    if len(sig.hashes) == 0:  # no frame hash at all (dedup.near off): nothing is valid
+        shape = (len(clips), width)
+        return np.zeros(shape, dtype=np.uint64), np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=bool)
     taken = np.minimum(counts, width)
     step = np.maximum(counts / np.maximum(taken, 1), 1.0)
     cols = np.arange(width)

@@ -17,6 +17,7 @@ SCHEMA = {
     "clip_id": "Utf8", "video_id": "Utf8", "file_sha256": "Utf8", "start_s": "Float64", "end_s": "Float64",
     "duration_s": "Float64", "pixels": "Int64", "quality": "Float64",
     "hashes": ("List", "UInt64"), "times": ("List", "Float32"),
+    "embedding": "Binary",  # the clip's CLIP embedding (float16 bytes) when score.laion_aes ran
 }
 REQUIRED = ("clip_id", "hashes", "times")
 

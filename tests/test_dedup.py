@@ -206,3 +206,36 @@ def test_grouping_finds_planted_copies_and_nothing_else():
         assert label[400 + 2 * n] == label[source] == label[401 + 2 * n]
     groups = {int(g) for g in label if (label == g).sum() > 1}
     assert len(groups) == 20 and (distance <= 10).all()  # a copy against a copy: twice 5 bits at most
+
+
+def test_semantic_duplicates_from_the_clip_embeddings_of_laion_aes(tmp_path, workdir):
+    """With score.laion_aes on, its CLIP embedding of each clip is kept, and `semantic: true` groups
+    clips by cosine (exact and near off here, so only the embeddings can link them)."""
+    pytest.importorskip("open_clip")
+    from test_score import laion_heads, tiny_clip
+
+    config, weights = tiny_clip(tmp_path)
+    linear, _ = laion_heads(tmp_path)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(SAMPLES / "carphone_pristine.mp4", inputs / "carphone.mp4")
+    ffmpeg("-i", str(SAMPLES / "carphone_pristine.mp4"), "-vf", "scale=88:72", "-c:v", "libx264", "-crf", "30",
+           str(inputs / "carphone_small.mp4"))
+    cfg = write_config(tmp_path / "c.yaml", (
+        "filter: {enabled: false}\n"
+        f"score:\n  laion_aes: {{enabled: true, frames: 2, clip_model: tiny-clip-test, clip_config: {config}, "
+        f"clip: {{path: {weights}}}, head: {{path: '{linear}'}}}}\n"
+        "dedup: {enabled: true, exact: false, near: false, semantic: true, min_cosine: 0.9}\n"))
+    curate("local", "-w", workdir, "-i", inputs, "-c", cfg, "--no-progress", timeout=600)
+    table = clips(workdir).sort("relpath")
+    assert table.height == 2 and set(table["status"]) == {"ok", "duplicate"}
+    dup = table.filter(pl.col("status") == "duplicate").row(0, named=True)
+    kept = table.filter(pl.col("status") == "ok").row(0, named=True)
+    assert dup["duplicate_of"] == kept["clip_id"] and dup["dup_kind"] == "semantic"
+    a, b = (np.frombuffer(r["clip_embedding"], dtype=np.float16).astype(np.float32) for r in (dup, kept))
+    assert a.shape == (768,) and abs(float(np.linalg.norm(a)) - 1) < 0.01
+    cosine = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert cosine >= 0.9 and abs((1 - dup["dup_distance"]) - cosine) < 0.01
+    assert "semantic, cosine" in dup["reason"]
+    signatures = pl.read_parquet(workdir / "metadata" / "signatures.parquet")
+    assert signatures["embedding"].null_count() == 0
