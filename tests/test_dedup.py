@@ -239,3 +239,23 @@ def test_semantic_duplicates_from_the_clip_embeddings_of_laion_aes(tmp_path, wor
     assert "semantic, cosine" in dup["reason"]
     signatures = pl.read_parquet(workdir / "metadata" / "signatures.parquet")
     assert signatures["embedding"].null_count() == 0
+
+
+def test_against_a_release_on_the_hub(release, copies, tmp_path, workdir):
+    """`hf://owner/name` reads the release's metadata/signatures.parquet through the real HF client
+    (tests/fake_hub.py on 127.0.0.1); duplicate_of names the repo."""
+    from fake_hub import FakeHub
+
+    new = tmp_path / "v2"
+    new.mkdir()
+    shutil.copy(copies / "bikes_half_crf40.mp4", new / "again.mp4")
+    with FakeHub() as hub:
+        hub.add_dataset("org/v1", {"metadata/signatures.parquet":
+                                   (release / "metadata" / "signatures.parquet").read_bytes()})
+        env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"),
+               "HF_HUB_DISABLE_TELEMETRY": "1"}
+        cfg = write_config(tmp_path / "c.yaml", CONFIG + "  against: ['hf://org/v1']\n")
+        curate("local", "-w", workdir, "-i", new, "-c", cfg, "--no-progress", env=env)
+    again = clips(workdir)
+    assert again.height == 5 and set(again["status"]) == {"duplicate"}
+    assert all(d.startswith("org/v1:") for d in again["duplicate_of"])
