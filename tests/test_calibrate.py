@@ -102,7 +102,7 @@ def test_submit_calibration_sends_fetch_to_score_for_the_first_indices(tmp_path)
     proc = curate("submit", "-w", tmp_path / "run", "-i", SAMPLES, "--calibration", "--sample-size", "2",
                   "--parts", "4", "--dry-run")
     jobs = [line for line in proc.stdout.splitlines() if line.startswith("#SBATCH --job-name=")]
-    assert [j.split("curate-")[1] for j in jobs] == ["fetch", "split", "filter", "score", "merge"]
+    assert [j.split("curate-")[1] for j in jobs] == ["fetch", "split", "filter", "score", "dedup", "merge"]
     assert "#SBATCH --array=0-1" in proc.stdout and "--array=0-3" not in proc.stdout  # one video per part
     assert "curate calibrate" in proc.stderr
 
