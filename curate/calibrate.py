@@ -91,10 +91,11 @@ class CalibrationReport:
     retention: object  # pl.DataFrame: check, kept_clips, kept_share, kept_hours
     html: Path
     images: list[Path] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)  # stage -> what it took out before the tables above (a line, figures)
 
     def summary(self) -> dict:
         return {"clips": self.clips, "html": str(self.html), "quantiles": self.quantiles.to_dicts(),
-                "retention": self.retention.to_dicts()}
+                "retention": self.retention.to_dicts(), "notes": self.notes}
 
 
 def score_values(clips, score: str):
@@ -263,10 +264,23 @@ def calibrate(run: RunDir, plan: Plan, sample_size: int | None = None,
     page = out / "calibration.html"
     write_html(page, run, {"clips": clips.height, "sampled": sampled, "quantiles": table, "retention": retention,
                            "images": images, "thumbs": thumbs})
-    report = CalibrationReport(clips.height, table, retention, page, list(images.values()))
+    report = CalibrationReport(clips.height, table, retention, page, list(images.values()),
+                               notes=stage_notes(lazy, plan, config))
     if console is not None:
         show(report, console)
     return report
+
+
+def stage_notes(lazy, plan: Plan, config) -> dict:
+    """What stages say about the clips they took out before the thresholds (e.g. dedup's duplicates)."""
+    from stages import STAGES
+
+    notes = {}
+    for name in plan.stages:
+        note = STAGES[name].load().calibration_note(lazy, config.stage_section(name))
+        if note:
+            notes[name] = note
+    return notes
 
 
 def calibrate_locally(run: RunDir, plan: Plan, workers: int, sample_size: int, progress=contextlib.nullcontext,
@@ -301,4 +315,6 @@ def show(report: CalibrationReport, console) -> None:
         for row in frame.iter_rows():
             table.add_row(*(cell(v) for v in row))
         console.print(table)
+    for note in report.notes.values():
+        console.print(note["line"])
     console.print(f"report: {report.html} (histograms in {report.html.parent / 'calibration'})")

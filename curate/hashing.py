@@ -24,3 +24,12 @@ def printable(name: str) -> str:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that no byte decoded to
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes (byte-identical copies share it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -33,8 +33,9 @@ class SlurmView:
                     if not chunk.get("job_id"):
                         continue
                     self.chunk_jobs.add(chunk["job_id"])
-                    for task in chunk["task_ids"]:
-                        latest[(stage, chunk["offset"] + task)] = f"{chunk['job_id']}_{task}"
+                    for task in chunk["task_ids"]:  # a run-wide step is one plain job for all its indices
+                        latest[(stage, chunk["offset"] + task)] = (chunk["job_id"] if chunk.get("run_wide")
+                                                                   else f"{chunk['job_id']}_{task}")
         # "J_T" -> (stage, index), latest submission of each (stage, index) only
         self.by_task: dict[str, tuple[str, int]] = {job: key for key, job in latest.items()}
         self.task_of = latest

@@ -66,6 +66,8 @@ def index_state(run: RunDir, plan: Plan, stage: str, index: int, upstream_state:
     if done:
         return "done", None, done
     claim = read_claim(run.marker(stage, index, "claim"))
+    if claim is None and upstream_state == "done":  # a run-wide step's one claim covers its indices
+        claim = read_claim(run.marker_dir(stage) / "run.claim")
     if claim is not None:
         stale = claim.stale_reason(scheduler.job_alive if scheduler else None)
         if stale is None:

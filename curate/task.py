@@ -181,6 +181,10 @@ def run_task(run: RunDir, stage: str, index: int, plan_path: Path | None = None,
     plan = load_plan(run, plan_path)
     plan.check_stage(stage)
     plan.check_index(index)
+    from .runwide import is_run_wide, run_wide_task
+
+    if is_run_wide(stage):  # one task over every index (curate/runwide.py); `index` only names it
+        return run_wide_task(run, stage, plan_path, job_alive, log)
     fingerprint = plan.fingerprints[stage]
     if is_done(run, stage, index, fingerprint):
         log(f"{stage}[{index}] is already done")

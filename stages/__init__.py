@@ -44,6 +44,8 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in (
               "flash, motion, OCR text area and NSFW scores per clip, over one decode"),
     StageSpec("score", "stages.score", "ScoreStage", "ScoreConfig", 1,
               "quality, aesthetic and classifier scores of the kept clips, on CPU or GPU"),
+    StageSpec("dedup", "stages.dedup", "DedupStage", "DedupConfig", 1,
+              "exact and near-duplicate clips across the whole run and against earlier releases (run-wide)"),
     StageSpec("caption", "stages.caption", "CaptionStage", "CaptionConfig", 1,
               "captions of the kept clips from an OpenAI-compatible or upload API, resumable"),
     StageSpec("upload", "stages.upload", "UploadStage", "UploadConfig", 1,

@@ -41,6 +41,9 @@ class Stage:
     name = ""
     in_calibration: ClassVar[bool] = True  # `--calibration` runs it (it measures, it does not spend or publish)
     publishes: ClassVar[bool] = False  # `--skip-upload` leaves it out
+    # One task over every index at once (curate/runwide.py), once the stage before has ended for all;
+    # it implements `run_all` instead of `run`.
+    run_wide: ClassVar[bool] = False
 
     def __init__(self, ctx: TaskContext):
         self.ctx = ctx
@@ -50,6 +53,12 @@ class Stage:
         """Systemic preconditions (tools, weights); raise CurateError before any work starts."""
 
     def run(self, rows: pl.DataFrame) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def run_all(self, parts: dict[int, pl.DataFrame], settled: dict[int, pl.DataFrame],
+                left_out: list[int]) -> dict[int, pl.DataFrame]:
+        """A run-wide stage: the output part of every index in `parts` (their upstream rows), given the
+        parts it wrote before (`settled`) and the indices whose stage before is not done (`left_out`)."""
         raise NotImplementedError
 
     @classmethod
@@ -98,6 +107,12 @@ class Stage:
     def outcome(cls, run, cfg) -> dict:
         """What `curate local` reports about this stage once the run is over (e.g. where uploads went)."""
         return {}
+
+    @classmethod
+    def calibration_note(cls, clips, cfg) -> dict | None:
+        """What `curate calibrate` says about the clips this stage took out before the thresholds, from the
+        run's clips (a polars LazyFrame): {"line": ..., figures...}, or None."""
+        return None
 
     @classmethod
     def threshold_checks(cls, cfg) -> list:

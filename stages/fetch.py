@@ -63,7 +63,27 @@ class FetchStage(Stage):
                 out.append(self._probed({"video_id": unit["video_id"], "source": unit["source"],
                                          "relpath": unit["relpath"], "path": self._local_path(unit)}))
         self.ctx.stats["videos_ok"] = sum(r["status"] == "ok" for r in out)
+        self._write_hashes(out)
         return frame(out, VIDEO_SCHEMA)
+
+    def _write_hashes(self, rows: list[dict]) -> None:
+        """The sha256 of every fetched file, beside the part: dedup's exact copies (stages/dedup.py)."""
+        import polars as pl
+
+        from curate.hashing import file_sha256
+        from curate.rundir import atomic_write_parquet
+
+        from .dedup_table import fetch_hashes_path
+
+        hashed = []
+        for row in rows:
+            if row["status"] == "ok" and row.get("path"):
+                try:
+                    hashed.append({"video_id": row["video_id"], "sha256": file_sha256(row["path"])})
+                except OSError:
+                    continue  # unreadable now: split reports it; dedup then has no exact hash for it
+        atomic_write_parquet(fetch_hashes_path(self.ctx.run, self.ctx.index),
+                             pl.DataFrame(hashed, schema={"video_id": pl.Utf8, "sha256": pl.Utf8}))
 
     def _local_path(self, unit: dict) -> str:
         """The unit's file as a path later stages can store: a file whose name is not UTF-8 is linked

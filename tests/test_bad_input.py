@@ -33,8 +33,8 @@ def test_every_bad_input_is_a_row_with_a_reason(bad_media, workdir):
     assert all(r["decoded_frames"] < r["num_frames"] == 250 for r in half)
     assert max(r["end_frame"] for r in half) == half[0]["decoded_frames"]
 
-    def clips(name):  # clips that were scored (kept or filtered by a threshold)
-        return [r for r in videos[name] if r["status"] in ("ok", "filtered")]
+    def clips(name):  # clips that were scored (kept, filtered by a threshold, or a duplicate of another)
+        return [r for r in videos[name] if r["status"] in ("ok", "filtered", "duplicate")]
 
     odd = clips("odd_161x121.mp4")
     assert odd and odd[0]["width"] == 161 and odd[0]["height"] == 121
@@ -45,9 +45,11 @@ def test_every_bad_input_is_a_row_with_a_reason(bad_media, workdir):
     assert (rotated[0]["width"], rotated[0]["height"]) == (144, 176)  # as displayed
     assert len(clips("good.mp4")) == 6
     assert all(r["motion_score"] is not None for r in odd + portrait + rotated)
+    # dedup (on by default): the odd-sized re-encode of carphone is in the group of good.mp4's carphone shot
+    assert {r["dup_group"] for r in odd} & {r["dup_group"] for r in clips("good.mp4")} - {None}
 
     status = json.loads(curate("status", "-w", workdir, "--json").stdout)
-    for stage in ("fetch", "split", "filter", "score"):
+    for stage in ("fetch", "split", "filter", "score", "dedup"):
         assert status["stages"][stage]["done"] == [0, 1, 2]
         assert status["stages"][stage]["failed"] == {}
 

@@ -69,12 +69,14 @@ def test_quantiles_and_retention_equal_numpy_and_the_report_is_written(scored):
 def test_export_with_a_thresholds_file_reruns_nothing(scored, tmp_path):
     run = scored / "run"
     before = json.loads(curate("export", "-w", run, "--json").stdout)
-    stricter = write_config(tmp_path / "t.yaml", "filter: {motion: {min_score: 0.01}, flash: {max_flash_ratio: 1}}\n")
+    stricter = tmp_path / "t.yaml"  # a thresholds file, not a config: written as it is
+    stricter.write_text("filter: {motion: {min_score: 0.01}, flash: {max_flash_ratio: 1}}\n")
     after = json.loads(curate("export", "-w", run, "--thresholds", stricter, "-o", tmp_path / "t.parquet",
                               "--json").stdout)
     clips = clips_of(run)
     assert after["clips_ok"] == int((~(clips["motion_score"].to_numpy() < 0.01)).sum()) != before["clips_ok"]
-    wrong = write_config(tmp_path / "w.yaml", "filter: {motion: {size: 320}}\n")
+    wrong = tmp_path / "w.yaml"
+    wrong.write_text("filter: {motion: {size: 320}}\n")
     proc = curate("export", "-w", run, "--thresholds", wrong, check=False)
     assert proc.returncode != 0 and "filter.motion.size is not a threshold" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -100,7 +102,7 @@ def test_submit_calibration_sends_fetch_to_score_for_the_first_indices(tmp_path)
     proc = curate("submit", "-w", tmp_path / "run", "-i", SAMPLES, "--calibration", "--sample-size", "2",
                   "--parts", "4", "--dry-run")
     jobs = [line for line in proc.stdout.splitlines() if line.startswith("#SBATCH --job-name=")]
-    assert [j.split("curate-")[1] for j in jobs] == ["fetch", "split", "filter", "score", "merge"]
+    assert [j.split("curate-")[1] for j in jobs] == ["fetch", "split", "filter", "score", "dedup", "merge"]
     assert "#SBATCH --array=0-1" in proc.stdout and "--array=0-3" not in proc.stdout  # one video per part
     assert "curate calibrate" in proc.stderr
 

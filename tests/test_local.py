@@ -76,7 +76,12 @@ def test_status_table_and_jsonl_export(tmp_path, workdir):
     inputs = _inputs(tmp_path, copies=1)
     curate("local", "-w", workdir, "-i", inputs, "--parts", "2", "--no-progress", "--format", "jsonl")
     rows = [json.loads(line) for line in (workdir / "metadata" / "clips.jsonl").read_text().splitlines()]
-    assert {r["status"] for r in rows} <= {"ok", "dropped", "filtered"} and len({r["video_id"] for r in rows}) == 2
+    assert {r["status"] for r in rows} <= {"ok", "dropped", "filtered", "duplicate"}
+    assert len({r["video_id"] for r in rows}) == 2
+    # cuts_6shots.mp4 holds a shot of bikes.mp4: dedup (on by default) finds it across the two parts
+    part_of = {r["clip_id"]: r["part"] for r in rows}
+    duplicates = [r for r in rows if r["status"] == "duplicate"]
+    assert any(part_of[r["duplicate_of"]] != r["part"] for r in duplicates)
     assert all(r["flash_ratio"] is not None for r in rows if r["status"] == "ok")
     text = curate("status", "-w", workdir).stdout
     assert "fetch" in text and "split" in text and "done" in text

@@ -159,7 +159,7 @@ def test_all_stages_match_the_local_executor(tmp_path, eight_videos):
         assert doc["stages"][stage]["done"] == list(range(8)), doc
 
     local = tmp_path / "local-run"
-    curate("local", "-w", local, "-i", eight_videos, "--parts", "8", "--no-progress")
+    curate("local", "-w", local, "-i", eight_videos, "--parts", "8", "-c", cfg, "--no-progress")  # same config
     on_slurm = table(workdir).sort("video_id", "clip_id", nulls_last=True)
     on_local = pl.read_parquet(local / "metadata" / "clips.parquet").sort("video_id", "clip_id", nulls_last=True)
     assert on_slurm.height > 8
@@ -397,3 +397,42 @@ def test_workdir_with_a_space_and_resubmitting_done_work(tmp_path, eight_videos)
     assert sub["already_done"] == 3 and sub["indices"] == "2" and list(sub["stages"]) == ["filter", "score"]
     doc = wait_until_settled(workdir)
     assert doc["stages"]["filter"]["done"] == doc["stages"]["score"]["done"] == [0, 1, 2, 3]
+
+
+def test_dedup_is_one_job_after_every_index_and_rerun_adds_the_failed_one(tmp_path, eight_videos):
+    """Dedup on Slurm: one job after every score chunk (afterany), the failed index left out and said
+    so; once it is rerun, a new dedup job adds it and what the others decided stands."""
+    cfg = write_config(tmp_path / "slurm.yaml", "slurm:\n  profile: local-test\n  max_array_size: 2\n"
+                                                "filter: {enabled: false}\ndedup: {enabled: true}\n")
+    workdir = tmp_path / "run"
+    curate("manifest", "-w", workdir, "-i", eight_videos, "-c", cfg, "--parts", "4")
+    part = workdir / "manifests" / "part-00002.parquet"
+    good = part.read_bytes()
+    part.write_bytes(b"not parquet")  # index 2's fetch fails for real
+    sub = json.loads(curate("submit", "-c", cfg, "-w", workdir, "--json").stdout)
+    (dedup,) = sub["stages"]["dedup"]
+    assert dedup["run_wide"] and dedup["job_id"]
+    script = (workdir / "submissions" / sub["id"] / "dedup-000.sbatch").read_text()
+    score_jobs = ":".join(c["job_id"] for c in sub["stages"]["score"])
+    assert f"#SBATCH --dependency=afterany:{score_jobs}\n" in script and "--array" not in script
+    doc = wait_until_settled(workdir)
+    assert doc["stages"]["dedup"]["done"] == [0, 1, 3] and doc["stages"]["dedup"]["blocked"] == [2]
+    marker = json.loads((workdir / "markers" / "dedup" / "00000.done").read_text())
+    assert marker["left_out"] == [2] and marker["run_wide"]
+    before = pl.read_parquet(workdir / "stages" / "dedup" / "part-00000.parquet")
+    assert wait_for_merge(workdir)["state"] == "done"
+
+    part.write_bytes(good)
+    rerun = json.loads(curate("rerun", "-w", workdir, "--failed", "--json").stdout)
+    assert list(rerun["stages"]) == ["fetch", "split", "score", "dedup"] and rerun["indices"] == "2"
+    doc = wait_until_settled(workdir)
+    assert doc["stages"]["dedup"]["done"] == [0, 1, 2, 3]
+    assert pl.read_parquet(workdir / "stages" / "dedup" / "part-00000.parquet").equals(before)
+    assert wait_for_merge(workdir)["state"] == "done"
+    final = pl.read_parquet(workdir / "metadata" / "clips.parquet")
+    # every video is there twice (a_ and b_): byte copies are exact duplicates (cuts_6shots and flash_3
+    # also hold shots of bikes: near ones)
+    dups = final.filter(pl.col("status") == "duplicate")
+    assert "exact" in set(dups["dup_kind"])
+    kept = set(final.filter(pl.col("status") == "ok")["clip_id"])
+    assert set(dups["duplicate_of"]) <= kept

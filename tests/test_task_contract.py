@@ -120,6 +120,7 @@ def test_kill_9_mid_task_then_rerun(inputs, workdir):
     assert "done in" in rerun.stdout
     curate("run", "-w", workdir, "--stage", "filter", "--index", "0")
     curate("run", "-w", workdir, "--stage", "score", "--index", "0")
+    curate("run", "-w", workdir, "--stage", "dedup", "--index", "0")  # on by default: the last stage here
     curate("export", "-w", workdir)
     table = pl.read_parquet(workdir / "metadata" / "clips.parquet")
     assert table["clip_id"].drop_nulls().is_duplicated().sum() == 0
@@ -176,6 +177,8 @@ def test_failure_writes_marker_and_blocks_downstream(inputs, workdir):
     curate("run", "-w", workdir, "--stage", "split", "--index", "0")
     curate("run", "-w", workdir, "--stage", "filter", "--index", "0")
     curate("run", "-w", workdir, "--stage", "score", "--index", "0")
+    dedup = curate("run", "-w", workdir, "--stage", "dedup", "--index", "0").stdout  # run-wide: index 1 left out
+    assert "1 left out" in dedup
     doc = json.loads(curate("export", "-w", workdir, "--json").stdout)
     assert doc["incomplete_indices"] == 1
     table = pl.read_parquet(doc["table"])

@@ -23,6 +23,7 @@ from ..task import signals_raise
 from .base import next_stage, preflight, task_command, unfinished
 
 BUSY_RETRY_S = 2.0
+RUN_WIDE = -1  # the key of a run-wide task (curate/runwide.py) among the running ones
 
 
 @dataclass
@@ -128,6 +129,10 @@ class LocalExecutor:
 
         self.gpu_need = {s: STAGES[s].load().resources(plan.config.stage_section(s)).gpus for s in plan.stages}
         self.gpus = GpuSlots(visible_gpus() if any(self.gpu_need.values()) else [])
+        from ..runwide import is_run_wide
+
+        self.run_wide = [s for s in plan.stages if is_run_wide(s)]
+        self.riders: list[int] = []  # the indices waiting on the running run-wide task
 
     def _notify(self, stage: str, index: int, event: str) -> None:
         if self.progress:
@@ -151,6 +156,7 @@ class LocalExecutor:
 
     def _schedule(self, waiting: dict[int, float], running: dict[int, Running], result: LocalResult,
                   watch: PlanWatch) -> None:
+        parked: dict[int, str] = {}  # index -> the run-wide stage it waits at
         while waiting or running:
             watch.check()
             now = time.monotonic()
@@ -162,6 +168,9 @@ class LocalExecutor:
                 stage = next_stage(self.run, self.plan, index)
                 if stage is None:
                     del waiting[index]
+                    continue
+                if stage in self.run_wide:  # it runs once, for every index, when none is still before it
+                    parked[index] = stage
                     continue
                 devices = self.gpus.take(self.gpu_need[stage])
                 if devices is None:  # every GPU is busy: an index needing none may go first
@@ -175,6 +184,7 @@ class LocalExecutor:
                 running[index] = Running(stage, index, proc, logs, devices)
                 del waiting[index]
                 self._notify(stage, index, "start")
+            self._start_run_wide(waiting, running, parked)
             if not running:
                 time.sleep(0.2)
                 continue
@@ -187,7 +197,9 @@ class LocalExecutor:
                 self.gpus.give_back(self.gpu_need[task.stage], task.gpus)
                 for log in task.logs:
                     log.close()
-                if code == 0:
+                if index == RUN_WIDE:
+                    self._ended_run_wide(task, code, waiting, result)
+                elif code == 0:
                     watch.check()  # "done" under a rewritten run.yaml is not done under our plan
                     after = next_stage(self.run, self.plan, index)
                     if after == task.stage:  # another process holds its claim: try again soon
@@ -199,6 +211,40 @@ class LocalExecutor:
                     why = last_error_line(Path(task.logs[1].name)) or "exited without output"
                     result.failed[index] = f"{task.stage}: {why}"
                     self._notify(task.stage, index, "failed")
+
+    def _start_run_wide(self, waiting: dict[int, float], running: dict[int, Running], parked: dict[int, str]) -> None:
+        """The run-wide task of the first stage indices are parked at, once no index still to run is before
+        it (an index that failed earlier has left `waiting`: the task leaves it out and says so)."""
+        if RUN_WIDE in running or len(running) >= self.workers or not parked:
+            return
+        stage = next(s for s in self.run_wide if s in parked.values())
+        order = self.plan.stages.index(stage)
+        if any(i not in parked for i in waiting) or any(
+                self.plan.stages.index(t.stage) < order for t in running.values()):
+            return
+        self.riders = [i for i, s in parked.items() if s == stage]
+        logs = _log_files(self.run, stage, 0)
+        proc = subprocess.Popen(task_command(self.run, stage, 0), stdout=logs[0], stderr=logs[1],
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        running[RUN_WIDE] = Running(stage, RUN_WIDE, proc, logs)
+        for index in self.riders:
+            del waiting[index], parked[index]
+            self._notify(stage, index, "start")
+
+    def _ended_run_wide(self, task: Running, code: int, waiting: dict[int, float], result: LocalResult) -> None:
+        riders, self.riders = self.riders, []
+        if code != 0:
+            why = last_error_line(Path(task.logs[1].name)) or "exited without output"
+            for index in riders:
+                result.failed[index] = f"{task.stage}: {why}"
+                self._notify(task.stage, index, "failed")
+            return
+        for index in riders:
+            if next_stage(self.run, self.plan, index) == task.stage:  # another process holds the run claim
+                waiting[index] = time.monotonic() + BUSY_RETRY_S
+            else:
+                self._notify(task.stage, index, "done")
+                waiting[index] = 0.0
 
     @staticmethod
     def _stop(tasks) -> None:

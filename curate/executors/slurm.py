@@ -45,6 +45,7 @@ class Chunk:
     task_ids: list[int]
     job_id: str | None = None
     script: str | None = None
+    run_wide: bool = False  # one plain job for every index (curate/runwide.py), not an array
 
     @property
     def indices(self) -> list[int]:
@@ -132,8 +133,10 @@ def sbatch_lines(res: SlurmResources) -> list[str]:
 
 
 def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, plan_path: Path,
-                  python: str, setup: list[str], dependency: str | None, submission: str) -> str:
-    """The complete sbatch script of one array: printable, testable, and what gets submitted."""
+                  python: str, setup: list[str], dependency: str | None, submission: str,
+                  dependency_kind: str = "aftercorr") -> str:
+    """The complete sbatch script of one array: printable, testable, and what gets submitted.
+    After a run-wide step every task waits for its one job (`afterok`) instead of its own index."""
     logs = run.log_dir(stage)
     array = chunk.array + (f"%{res.throttle}" if res.throttle else "")
     head = [
@@ -148,7 +151,7 @@ def render_script(run: RunDir, stage: str, chunk: Chunk, res: SlurmResources, pl
         *[f"#SBATCH {line}" for line in sbatch_lines(res)],
     ]
     if dependency:
-        head.append(f"#SBATCH --dependency=aftercorr:{dependency}")
+        head.append(f"#SBATCH --dependency={dependency_kind}:{dependency}")
     run_cmd = " ".join(shlex.quote(p) for p in [python, "-m", "curate", "run", "--workdir", str(run.root),
                                                   "--stage", stage, "--plan", str(plan_path)])
     no_requeue, failed, on_term = int(RequeueLimitReached.exit_code), int(ExitCode.STAGE_FAILED), ExitCode.signalled(15)
@@ -205,6 +208,30 @@ set -u
 {chr(10).join(setup)}
 echo "=== curate merge: job $SLURM_JOB_ID on $(hostname) at $(date -Is)"
 exec {export}
+"""
+
+
+def render_run_wide_script(run: RunDir, stage: str, res: SlurmResources, plan_path: Path, python: str,
+                           setup: list[str], dependency: str | None, submission: str) -> str:
+    """The one job of a run-wide stage (curate/runwide.py): after every chunk of the stage before has
+    ended (`afterany`: failed indices are left out and said so), over every index at once."""
+    logs = run.log_dir(stage)
+    head = ["#!/bin/bash", f"#SBATCH --job-name=curate-{stage}",
+            f"#SBATCH {sbatch_option('output', f'{logs}/%j.out')}",
+            f"#SBATCH {sbatch_option('error', f'{logs}/%j.err')}",
+            "#SBATCH --open-mode=append", "#SBATCH --requeue",
+            *[f"#SBATCH {line}" for line in sbatch_lines(res) if not line.startswith("--signal")]]
+    if dependency:
+        head.append(f"#SBATCH --dependency=afterany:{dependency}")
+    run_cmd = " ".join(shlex.quote(p) for p in [python, "-m", "curate", "run", "--workdir", str(run.root),
+                                                  "--stage", stage, "--index", "0", "--plan", str(plan_path)])
+    return "\n".join(head) + f"""
+
+# curate submission {submission}: stage {stage}, one run-wide task over every index
+set -u
+{chr(10).join(setup)}
+echo "=== curate {stage} (run-wide): job $SLURM_JOB_ID on $(hostname) at $(date -Is)"
+exec {run_cmd}
 """
 
 
@@ -288,20 +315,33 @@ def submit(run: RunDir, plan: Plan, stages: list[str], indices: list[int], throt
         atomic_write_text(plan_path, plan.path.read_text())  # this submission's own, immutable plan
         for stage in stages:
             run.log_dir(stage).mkdir(parents=True, exist_ok=True)
+    from ..runwide import is_run_wide
+
     previous: list[Chunk] | None = None
     for stage in stages:
         res = resources_for(config, stage)
         if throttle:
             res.throttle = throttle
-        chunks = split_into_chunks(indices, limit)
+        before = stages[stages.index(stage) - 1]
+        if is_run_wide(stage):
+            chunks = [Chunk(0, list(indices), run_wide=True)]
+            dep = None if previous is None else ":".join(
+                c.job_id or f"<job id of {before} chunk {n}>" for n, c in enumerate(previous))
+            chunks[0].script = render_run_wide_script(run, stage, res, plan_path, python, config.slurm.setup, dep, sid)
+        else:
+            chunks = split_into_chunks(indices, limit)
         for n, chunk in enumerate(chunks):
-            dep = None
-            if previous is not None:
-                dep = previous[n].job_id or f"<job id of {stages[stages.index(stage) - 1]} chunk {n}>"
-            chunk.script = render_script(run, stage, chunk, res, plan_path, python, config.slurm.setup, dep, sid)
+            if not chunk.run_wide:
+                dep, kind = None, "aftercorr"
+                if previous is not None and previous[0].run_wide:
+                    dep, kind = previous[0].job_id or f"<job id of {before}>", "afterok"
+                elif previous is not None:
+                    dep = previous[n].job_id or f"<job id of {before} chunk {n}>"
+                chunk.script = render_script(run, stage, chunk, res, plan_path, python, config.slurm.setup, dep, sid,
+                                             kind)
             if dry_run:
-                echo(f"# --- {stage}: indices {compact(chunk.indices)} as array {chunk.array} "
-                     f"(offset {chunk.offset}) ---")
+                what = "one run-wide job" if chunk.run_wide else f"as array {chunk.array} (offset {chunk.offset})"
+                echo(f"# --- {stage}: indices {compact(chunk.indices)} {what} ---")
                 echo(scrub(chunk.script))
                 continue
             path = folder / f"{stage}-{n:03d}.sbatch"

@@ -52,7 +52,10 @@ class LaionAesScorer(Scorer):
     name = "laion_aes"
     main = "aesthetic"
     cost = 20
-    columns = {"aesthetic": "Float64", "aesthetic_min": "Float64", "aesthetic_max": "Float64"}
+    # clip_embedding: the clip's mean CLIP image embedding (L2 normalised, float16 bytes), for dedup's
+    # semantic duplicates (stages/dedup.py)
+    columns = {"aesthetic": "Float64", "aesthetic_min": "Float64", "aesthetic_max": "Float64",
+               "clip_embedding": "Binary"}
     Config = LaionAesConfig
 
     def __init__(self, cfg):
@@ -115,10 +118,16 @@ class LaionAesScorer(Scorer):
             pixels = torch.stack(batch).to(next(visual.parameters()).device, self.torch_dtype())
             embedding = visual(pixels).float()
             embedding = embedding / embedding.norm(dim=-1, keepdim=True)
-            return head(embedding).squeeze(-1).cpu().tolist()
+            scores = head(embedding).squeeze(-1).cpu().tolist()
+            return list(zip(scores, embedding.cpu().numpy()))
 
-    def summarize(self, scores):
-        if not scores:
+    def summarize(self, outputs):
+        import numpy as np
+
+        if not outputs:
             return {column: None for column in self.columns}
+        scores = [score for score, _ in outputs]
+        mean = np.mean([embedding for _, embedding in outputs], axis=0)
+        mean = mean / max(float(np.linalg.norm(mean)), 1e-12)
         return {"aesthetic": round(sum(scores) / len(scores), 4), "aesthetic_min": round(min(scores), 4),
-                "aesthetic_max": round(max(scores), 4)}
+                "aesthetic_max": round(max(scores), 4), "clip_embedding": mean.astype(np.float16).tobytes()}
