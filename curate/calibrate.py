@@ -60,14 +60,16 @@ def scored_clips(run: RunDir, plan: Plan, indices: list[int]) -> int:
 def calibration_indices(run: RunDir, indices: list[int], wanted: int) -> list[int]:
     """The first indices that should hold `wanted` clips: one clip per input unit is assumed (a video
     gives at least one clip when it is kept at all), so this errs towards more indices."""
-    import polars as pl
+    from .manifest import manifest_part_units
+    from .rundir import read_json
 
+    info = read_json(run.manifest_info) or {}
     taken, units = [], 0
     for index in indices:
         if units >= max(wanted, 1):
             break
         taken.append(index)
-        units += pl.scan_parquet(run.manifest_part(index)).select(pl.len()).collect().item()
+        units += manifest_part_units(run, index, info)
     return taken
 
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import CurateError
-from .rundir import RunDir, atomic_write_json, read_json, write_temp
+from .rundir import INDEX_WIDTH, RunDir, atomic_write_json, read_json, write_temp
 
 HEARTBEAT_S = float(os.environ.get("CURATE_HEARTBEAT_S", "30"))
 CLAIM_TTL_S = float(os.environ.get("CURATE_CLAIM_TTL_S", "600"))
@@ -183,6 +185,26 @@ def _link_claim(tmp: Path, path: Path, owner: dict,
     return None, info.owner if info else {}
 
 
+def done_name(index: int, record: dict) -> str | None:
+    """The empty file beside `.done` whose name carries what `curate status` needs: the fingerprint, the
+    finish time and the task's seconds (ms). One directory listing per stage then gives every index's state
+    without opening a file per index (a Lustre/NFS metadata server pays per open, not per listed name)."""
+    fingerprint = record.get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint.isalnum():
+        return None
+    try:
+        finished, seconds = round(float(record["finished"]) * 1000), round(float(record["seconds"]) * 1000)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return f"{index:0{INDEX_WIDTH}d}.ok.{fingerprint}.{finished}.{seconds}"
+
+
+class DoneName(NamedTuple):  # a tuple: status makes one per done index, 100,000s of them
+    fingerprint: str
+    finished: float  # epoch seconds
+    seconds: float
+
+
 def read_done(run: RunDir, stage: str, index: int, fingerprint: str) -> dict | None:
     """The .done record of (stage, index) if it is for this fingerprint and its part exists."""
     record = read_json(run.marker(stage, index, "done"))
@@ -192,8 +214,82 @@ def read_done(run: RunDir, stage: str, index: int, fingerprint: str) -> dict | N
 
 
 def write_done(run: RunDir, stage: str, index: int, record: dict) -> None:
-    atomic_write_json(run.marker(stage, index, "done"), record)
+    """The .done record, then its name marker (done_name).
+
+    Order keeps one promise for `curate status`: a name marker exists only while the .done beside it holds
+    that fingerprint. The old name goes before the record changes; the new one comes after it is written. A
+    crash in between leaves no name, and status then reads the record itself."""
+    path = run.marker(stage, index, "done")
+    previous = read_json(path)
+    old_name = done_name(index, previous) if isinstance(previous, dict) else None
+    if old_name is not None:
+        (path.parent / old_name).unlink(missing_ok=True)
+    elif path.exists():  # a record we cannot read: any name of this index may be out of date
+        for stale in path.parent.glob(f"{index:0{INDEX_WIDTH}d}.ok.*"):
+            stale.unlink(missing_ok=True)
+    atomic_write_json(path, record)
+    name = done_name(index, record)
+    if name is not None:
+        # Empty: the name is the content. Created with 0o666 so its mode follows the umask like every file.
+        os.close(os.open(path.parent / name, os.O_CREAT | os.O_WRONLY, 0o666))
     run.marker(stage, index, "failed").unlink(missing_ok=True)
+
+
+@dataclass
+class StageMarkers:
+    """One stage's markers and parts as two directory listings: which indices have a .done (and what their
+    name marker says), a claim, a .failed record, a part. Details are read only where a state needs them."""
+
+    names: dict[int, DoneName] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+    claims: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
+    parts: set[int] = field(default_factory=set)
+
+    @classmethod
+    def scan(cls, run: RunDir, stage: str) -> StageMarkers:
+        # One regex pass over the listing joined into one string: at 100,000 indices a Python call per
+        # name would cost more than the listing itself.
+        listing = "\n".join(_names(run.marker_dir(stage)))
+        found = cls()
+        kinds = {"done": found.done, "claim": found.claims, "failed": found.failed}
+        for head, kind, fingerprint, finished, seconds in _MARKER.findall(listing):
+            if kind:
+                kinds[kind].add(int(head))
+            else:
+                found.names[int(head)] = DoneName(fingerprint, int(finished) / 1000, int(seconds) / 1000)
+        parts = "\n".join(_names(run.stage_part(stage, 0).parent))
+        found.parts = set(map(int, _PART.findall(parts)))
+        return found
+
+    def done_info(self, run: RunDir, stage: str, index: int, fingerprint: str) -> DoneName | None:
+        """What read_done says for (stage, index), mostly from the listing: a name marker with this
+        fingerprint (the record holds it too), else the record itself when there is one without a name
+        (a run from before name markers, or a task stopped between the two writes)."""
+        if index not in self.done or index not in self.parts:
+            return None
+        named = self.names.get(index)
+        if named is not None:
+            return named if named.fingerprint == fingerprint else None
+        record = read_done(run, stage, index, fingerprint)
+        if record is None:
+            return None
+        return DoneName(fingerprint, float(record.get("finished") or 0), float(record.get("seconds") or 0))
+
+    def done_indices(self, run: RunDir, stage: str, fingerprint: str, indices) -> set[int]:
+        return {i for i in indices if self.done_info(run, stage, i, fingerprint) is not None}
+
+
+# NNNNN.done|claim|failed, or a name marker NNNNN.ok.<fingerprint>.<finished ms>.<seconds ms>
+_MARKER = re.compile(r"^(\d+)\.(?:(done|claim|failed)|ok\.([0-9A-Za-z]+)\.(\d+)\.(\d+))$", re.MULTILINE)
+_PART = re.compile(r"^part-(\d+)\.parquet$", re.MULTILINE)
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def write_failed(run: RunDir, stage: str, index: int, record: dict) -> None:
