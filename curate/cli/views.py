@@ -108,8 +108,8 @@ def status_table(doc: dict, wide: bool = False):
 
     from ..status import STATES
 
-    table = Table(title=f"{doc['workdir']} ({doc['num_parts']} indices)", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True)
+    table = Table(title=f"{doc['workdir']} ({doc['num_parts']} indices)", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
     table.add_column("stage", no_wrap=True)
     for state in STATES:
         table.add_column(_HEADERS.get(state, state), justify="right", no_wrap=True)
