@@ -258,8 +258,7 @@ class StageMarkers:
                 kinds[kind].add(int(head))
             else:
                 found.names[int(head)] = DoneName(fingerprint, int(finished) / 1000, int(seconds) / 1000)
-        parts = "\n".join(_names(run.stage_part(stage, 0).parent))
-        found.parts = set(map(int, _PART.findall(parts)))
+        found.parts = stage_parts(run, stage)
         return found
 
     def done_info(self, run: RunDir, stage: str, index: int, fingerprint: str) -> DoneName | None:
@@ -283,6 +282,11 @@ class StageMarkers:
 # NNNNN.done|claim|failed, or a name marker NNNNN.ok.<fingerprint>.<finished ms>.<seconds ms>
 _MARKER = re.compile(r"^(\d+)\.(?:(done|claim|failed)|ok\.([0-9A-Za-z]+)\.(\d+)\.(\d+))$", re.MULTILINE)
 _PART = re.compile(r"^part-(\d+)\.parquet$", re.MULTILINE)
+
+
+def stage_parts(run: RunDir, stage: str) -> set[int]:
+    """The indices that have a part of `stage` (stages/<stage>/part-NNNNN.parquet), from one listing."""
+    return set(map(int, _PART.findall("\n".join(_names(run.stage_part(stage, 0).parent)))))
 
 
 def _names(folder: Path) -> list[str]:
