@@ -161,26 +161,49 @@ class CalibrationReport:
                 "charts": [str(p) for p in self.images]}
 
 
-def score_values(clips, score: str):
-    """The measured values of one score column (nulls and NaNs are clips it was not measured on)."""
-    values = clips.get_column(score).drop_nulls()
-    return values.drop_nans() if values.dtype.is_float() else values
-
-
 def cell(value) -> str:
     """One table cell as text, for the terminal table and the HTML report alike."""
     return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def quantile_table(clips, scores: list[str], quantiles: tuple[float, ...], limits: dict):
+@dataclass
+class Ordered:
+    """One score's measured values in ascending order, with the row of each in the clips table: sorted once,
+    then read for the quantiles, the histogram, the curve and the quantile thumbnails."""
+
+    rows: object  # np.ndarray of row numbers
+    values: object  # np.ndarray, ascending
+
+    @classmethod
+    def of(cls, clips, score: str) -> Ordered:
+        import numpy as np
+
+        column = clips.get_column(score).cast(float).to_numpy()
+        measured = np.flatnonzero(~np.isnan(column))  # a null (not measured) reads as NaN here
+        order = np.argsort(column[measured], kind="stable")
+        return cls(measured[order], column[measured][order])
+
+    def quantile(self, q: float) -> float | None:
+        """Linear interpolation between the two nearest ranks (numpy's default, and polars' "linear")."""
+        n = len(self.values)
+        if not n:
+            return None
+        h = (n - 1) * q
+        low = int(h)
+        high = min(low + 1, n - 1)
+        return float(self.values[low] + (h - low) * (self.values[high] - self.values[low]))
+
+
+def quantile_table(clips, scores: list[str], quantiles: tuple[float, ...], limits: dict, ordered: dict | None = None):
     import polars as pl
 
     rows = []
     for score in scores:
-        values = score_values(clips, score)
-        row = {"score": score, "count": values.len(), "mean": float(values.mean()) if values.len() else None}
+        values = ordered[score] if ordered is not None else Ordered.of(clips, score)
+        count = len(values.values)
+        row = {"score": score, "count": count, "mean": float(values.values.mean()) if count else None}
         for q in quantiles:
-            row[f"q{round(q * 100):02d}"] = float(values.quantile(q, interpolation="linear")) if values.len() else None
+            row[f"q{round(q * 100):02d}"] = values.quantile(q)
         row["threshold"] = limits.get(score)
         rows.append(row)
     return pl.DataFrame(rows, schema={"score": pl.Utf8, "count": pl.Int64, "mean": pl.Float64,
@@ -240,12 +263,15 @@ class ScoreCharts:
 
 
 def score_charts(score: str, values, checks: list) -> ScoreCharts:
-    """The histogram (with the thresholds) and the kept-share curve of one score."""
+    """The histogram (with the thresholds) and the kept-share curve of one score (`values` ascending, or
+    any order: they are sorted when they are not)."""
     import numpy as np
 
     from .svgchart import Chart, value_range
 
-    ordered = np.sort(np.asarray(values, dtype=float))
+    ordered = np.asarray(values, dtype=float)
+    if len(ordered) > 1 and not bool(np.all(ordered[1:] >= ordered[:-1])):
+        ordered = np.sort(ordered)
     limits = [c.limit for c in checks]
     lo, hi = value_range([float(ordered[0]), float(ordered[-1])], limits)
     bins = min(40, max(5, int(np.sqrt(len(ordered))) * 2))
@@ -351,19 +377,15 @@ def nearest_clips(lazy_or_frame, column: str, limit: float, direction: str, k: i
     return under.to_dicts(), over.to_dicts()
 
 
-def quantile_clips(clips, column: str, quantiles=THUMB_QUANTILES) -> list[tuple[float, dict]]:
-    """(q, the clip at that quantile of `column`) for a score without a threshold."""
-    import polars as pl
-
-    ordered = clips.filter(pl.col(column).is_not_null() & ~pl.col(column).cast(pl.Float64).is_nan()).sort(column)
-    if ordered.is_empty():
-        return []
+def quantile_clips(clips, ordered: Ordered, quantiles=THUMB_QUANTILES) -> list[tuple[float, dict]]:
+    """(q, the clip at that quantile) for a score without a threshold."""
+    n = len(ordered.rows)
     picked, seen = [], set()
-    for q in quantiles:
-        position = round(q * (ordered.height - 1))
+    for q in quantiles if n else ():
+        position = round(q * (n - 1))
         if position not in seen:
             seen.add(position)
-            picked.append((q, ordered.row(position, named=True)))
+            picked.append((q, clips.row(int(ordered.rows[position]), named=True)))
     return picked
 
 
@@ -376,7 +398,8 @@ def _table_html(frame) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def score_section(score: str, charts: ScoreCharts, checks: list, everything, clips, thumbs: Thumbnails) -> str:
+def score_section(score: str, charts: ScoreCharts, checks: list, everything, clips, ordered: Ordered,
+                  thumbs: Thumbnails) -> str:
     parts = [f"<h3 id='{html.escape(score)}'>{html.escape(score)}</h3><div class='charts'>{charts.histogram}"
              f"{charts.curve}</div>"]
     for check in checks:
@@ -398,7 +421,7 @@ def score_section(score: str, charts: ScoreCharts, checks: list, everything, cli
         parts.append("<p>No threshold on this score: clips at its quantiles (lowest, quartiles, highest).</p>"
                      "<div class='row'>")
         parts += [thumbs.figure(row, f"q{round(q * 100):02d}: {html.escape(score)} {row[score]:.4g}")
-                  for q, row in quantile_clips(clips, score)]
+                  for q, row in quantile_clips(clips, ordered)]
         parts.append("</div>")
     return "".join(parts)
 
@@ -454,7 +477,8 @@ def calibrate(run: RunDir, plan: Plan, sample_size: int | None = None,
     checks = run_checks(config)
     limits = {c.columns[0]: c.limit for c in checks if c.limit is not None}
     scores = score_columns(config, dict(clips.schema))
-    table = quantile_table(clips, scores, quantiles, limits)
+    ordered = {score: Ordered.of(clips, score) for score in scores}
+    table = quantile_table(clips, scores, quantiles, limits, ordered)
     retention = retention_table(clips, checks)
     out = run.metadata
     atomic_write_parquet(out / "calibration.parquet", table)
@@ -463,16 +487,15 @@ def calibrate(run: RunDir, plan: Plan, sample_size: int | None = None,
     thumbs = Thumbnails(page)
     sections, images, curve_rows = {}, [], []
     for score in scores:
-        values = score_values(clips, score)
-        if values.is_empty():
+        if not len(ordered[score].values):
             continue
         on_it = [c for c in checks if c.limit is not None and c.columns[0] == score]
-        charts = score_charts(score, values.cast(pl.Float64).to_numpy(), on_it)
+        charts = score_charts(score, ordered[score].values, on_it)
         curve_rows += charts.curve_rows
         chart_file = out / "calibration" / f"{score}.svg"
         atomic_write_text(chart_file, _stack(charts))
         images.append(chart_file)
-        sections[score] = score_section(score, charts, on_it, everything, clips, thumbs)
+        sections[score] = score_section(score, charts, on_it, everything, clips, ordered[score], thumbs)
     curves = out / "calibration_curves.parquet"
     atomic_write_parquet(curves, pl.DataFrame(curve_rows, schema={"score": pl.Utf8, "direction": pl.Utf8,
                                                                   "threshold": pl.Float64, "kept_share": pl.Float64}))

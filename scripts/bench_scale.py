@@ -12,12 +12,14 @@ curate.rundir.atomic_write_parquet, curate.markers.write_done / write_failed / t
    included, as an operator or --watch runs it) and prints the states it read;
 2. `curate manifest` over --files empty-but-sized files into --parts parts (a subprocess: its peak
    memory is its own), printed as seconds per million files and MB;
-3. `curate submit --array 0-9999 --dry-run` on run 1 with slurm.max_array_size 1001 (10 chunks per stage).
+3. `curate submit --array 0-9999 --dry-run` on run 1 with slurm.max_array_size 1001 (10 chunks per stage);
+4. a run of --clips scored clips (random scores in the default stages' columns, every clip a stretch of
+   samples/bikes.mp4) over 100 indices, then `curate calibrate` over all of them and over a sample.
 
 The writers skip fsync while the run directories are built (tens of thousands of fsyncs would make the
 build, not the thing measured, take minutes); --fsync keeps them. Figures only; nothing is asserted.
 The goals (issue 22): status under 1 s at 20,000 x 3 and under 5 s at 100,000 x 6, a million-file
-manifest under 60 s in under 1 GB, the dry run under 5 s.
+manifest under 60 s in under 1 GB, the dry run under 5 s, calibrate under 30 s over a million clips.
 """
 
 from __future__ import annotations
@@ -121,6 +123,44 @@ def build_run(work: Path, indices: int, stages: int) -> tuple[Path, Path]:
     return run.root, config
 
 
+def build_calibration_run(work: Path, clips: int, parts: int = 100) -> Path:
+    """A run whose score stage is done on `parts` indices holding `clips` clips in all, with random scores
+    in the columns the default stages write; every clip points at a bundled sample video, so thumbnails
+    decode real frames."""
+    import numpy as np
+    import polars as pl
+
+    from curate.config import load_config
+    from curate.manifest import write_manifest
+    from curate.plan import write_plan
+    from curate.rundir import RunDir, atomic_write_parquet
+
+    cfg = load_config(None)
+    cfg.input.dir, cfg.input.parts = str(make_inputs(work / f"inputs-{parts}", parts)), parts
+    run = RunDir.at(work / f"calibrate-{clips}")
+    shutil.rmtree(run.root, ignore_errors=True)
+    run.root.mkdir(parents=True)
+    cfg.workdir = str(run.root)
+    write_plan(run.run_yaml, cfg, write_manifest(run, cfg.input))
+    rng = np.random.default_rng(0)
+    video = str(REPO / "samples" / "bikes.mp4")
+    per = clips // parts
+    for index in range(parts):
+        start = rng.uniform(0, 8, per).round(3)
+        frame = pl.DataFrame({
+            "video_id": [f"v{index}"] * per, "relpath": [f"d{index:03d}/bikes.mp4"] * per, "path": [video] * per,
+            "status": ["ok"] * per, "clip_id": [f"c{index}-{n}" for n in range(per)], "start_s": start,
+            "end_s": start + 2, "clip_duration_s": np.full(per, 2.0), "clip_path": [None] * per,
+            "flash_ratio": rng.beta(0.5, 20, per), "motion_score": rng.gamma(2, 0.004, per),
+            "motion_px": rng.gamma(2, 3, per), "motion_area": rng.beta(2, 3, per),
+            "text_area_max": np.zeros(per), "text_area_mean": np.zeros(per),  # a constant score, as OCR gives
+            "nsfw_score": rng.beta(0.3, 5, per), "nsfw_mean": rng.beta(0.3, 8, per),
+            "quality": rng.uniform(0, 1, per), "sharpness": rng.gamma(2, 150, per), "noise": rng.gamma(2, 0.5, per),
+            "blockiness": rng.normal(1, 0.05, per), "exposure": rng.uniform(0.5, 1, per)})
+        atomic_write_parquet(run.stage_part("score", index), frame)
+    return run.root
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--indices", type=int, default=20000)
@@ -128,9 +168,10 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--parts", type=int, default=1000, help="manifest parts for --files")
     ap.add_argument("--array", default="0-9999", help="array spec for the submit dry run")
+    ap.add_argument("--clips", type=int, default=1_000_000, help="scored clips for the calibrate run")
     ap.add_argument("--keep", type=Path, help="build here and keep it (inputs are reused between runs)")
     ap.add_argument("--fsync", action="store_true", help="let the writers fsync while building")
-    ap.add_argument("--skip", default="", help="comma list of status,manifest,submit to leave out")
+    ap.add_argument("--skip", default="", help="comma list of status,manifest,submit,calibrate to leave out")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     if not args.fsync:
@@ -169,6 +210,17 @@ def main() -> None:
             info = json.loads(out)
             print(f"manifest: {args.files} files into {info['num_parts']} parts in {seconds:.1f} s "
                   f"({seconds / args.files * 1e6:.1f} s per million files), peak {rss:.0f} MB")
+        if "calibrate" not in skip:
+            start = time.perf_counter()
+            run = build_calibration_run(work, args.clips)
+            print(f"built {run.name}: {args.clips} scored clips in {time.perf_counter() - start:.1f} s")
+            seconds, rss, out = peak_rss_mb(["calibrate", "--json", "-w", str(run)])
+            doc = json.loads(out)
+            page = Path(doc["html"]).read_text()
+            print(f"calibrate over {doc['clips']} clips: {seconds:.1f} s, peak {rss:.0f} MB, "
+                  f"{page.count('data:image/jpeg')} thumbnails, {len(doc['charts'])} scores charted")
+            seconds, rss, _ = peak_rss_mb(["calibrate", "--json", "-w", str(run), "--sample-size", "100000"])
+            print(f"calibrate --sample-size 100000: {seconds:.1f} s, peak {rss:.0f} MB")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
