@@ -34,18 +34,19 @@ class QueueFile:
         self.path = queue_dir(run) / f"queue-{socket.gethostname()}-{os.getpid()}.json"
         self.doc = {"host": socket.gethostname(), "pid": os.getpid(), "workers": workers, "stages": stages,
                     "started": time.time(), "indices": ""}
-        self.written_at = 0.0
-        self.pending: str | None = None
+        self.written_at = self.checked_at = -KEEPALIVE_S
 
     def update(self, indices, force: bool = False) -> None:
-        spec = compact(list(indices))
+        """`indices`: the indices still waiting or running, or a callable giving them (called at most once
+        a second, so a scheduler loop can call this every turn at no cost)."""
         now = time.monotonic()
+        if not force and now - self.checked_at < WRITE_EVERY_S:
+            return
+        self.checked_at = now
+        spec = compact(list(indices() if callable(indices) else indices))
         if spec == self.doc["indices"] and now - self.written_at < KEEPALIVE_S:
             return
-        if not force and now - self.written_at < WRITE_EVERY_S:
-            self.pending = spec  # written at the next update after the pause
-            return
-        self.doc["indices"], self.doc["updated"], self.written_at, self.pending = spec, time.time(), now, None
+        self.doc["indices"], self.doc["updated"], self.written_at = spec, time.time(), now
         try:
             atomic_write_json(self.path, self.doc)
         except OSError:

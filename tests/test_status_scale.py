@@ -174,7 +174,7 @@ def test_watch_waits_for_what_local_still_has_queued(tmp_path, workdir):
         assert last["pending"] and not last["not_started"], last  # queued locally, not "not started"
         assert doc["stages"]["fetch"]["workers"] == 1
         watched = curate("status", "-w", workdir, "--watch", "--interval", "0.5", "--json", timeout=600)
-        final = json.loads(watched.stdout.strip().splitlines()[-1])
+        final = json.loads(watched.stdout)  # the live table went to stderr
         assert all(s["done"] == [0, 1, 2, 3] for s in final["stages"].values()), final
         local.communicate(timeout=300)  # it still writes the final table
         assert local.returncode == 0

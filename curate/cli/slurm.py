@@ -66,7 +66,7 @@ def status(
     if as_json and not watch:
         print(json.dumps(doc))
         return
-    console = _console()
+    console = _console(stderr=as_json)  # --watch --json: the live table on stderr, the last state as JSON on stdout
     if not watch:
         console.print(status_table(doc, wide))
         return

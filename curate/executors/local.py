@@ -158,7 +158,7 @@ class LocalExecutor:
                   watch: PlanWatch, queue: QueueFile) -> None:
         while waiting or running:
             watch.check()
-            queue.update(waiting.keys() | running.keys())
+            queue.update(lambda: waiting.keys() | running.keys())
             now = time.monotonic()
             for index in sorted(waiting):
                 if len(running) >= self.workers:
