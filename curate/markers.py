@@ -238,28 +238,46 @@ def write_done(run: RunDir, stage: str, index: int, record: dict) -> None:
 @dataclass
 class StageMarkers:
     """One stage's markers and parts as two directory listings: which indices have a .done (and what their
-    name marker says), a claim, a .failed record, a part. Details are read only where a state needs them."""
+    name marker says), a claim, a .failed record, a part. Details are read only where a state needs them.
 
-    names: dict[int, DoneName] = field(default_factory=dict)
+    The listing is kept as one string and searched with regular expressions (C speed): at 100,000 indices
+    a Python step per name would cost more than the listing itself."""
+
+    listing: str = ""
     done: set[int] = field(default_factory=set)
     claims: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
     parts: set[int] = field(default_factory=set)
+    _named: set[int] | None = None  # indices with a name marker of whatever fingerprint (found when asked)
+    _by_fingerprint: dict = field(default_factory=dict)
 
     @classmethod
     def scan(cls, run: RunDir, stage: str) -> StageMarkers:
-        # One regex pass over the listing joined into one string: at 100,000 indices a Python call per
-        # name would cost more than the listing itself.
         listing = "\n".join(_names(run.marker_dir(stage)))
-        found = cls()
+        found = cls(listing)
         kinds = {"done": found.done, "claim": found.claims, "failed": found.failed}
-        for head, kind, fingerprint, finished, seconds in _MARKER.findall(listing):
-            if kind:
-                kinds[kind].add(int(head))
-            else:
-                found.names[int(head)] = DoneName(fingerprint, int(finished) / 1000, int(seconds) / 1000)
+        for head, kind in _MARKER.findall(listing):
+            kinds[kind].add(int(head))
         found.parts = stage_parts(run, stage)
         return found
+
+    @property
+    def named(self) -> set[int]:
+        """Indices with a name marker of any fingerprint: only needed for a .done without one of ours (after
+        a config change, or from an older curate), so searched only then."""
+        if self._named is None:
+            self._named = set(map(int, _ANY_NAME.findall(self.listing)))
+        return self._named
+
+    def seconds_done(self, fingerprint: str) -> dict[int, float]:
+        """index -> task seconds, for every index whose name marker has this fingerprint and whose .done and
+        part are there: done, as the contract's read_done would say (the record holds that fingerprint)."""
+        if fingerprint not in self._by_fingerprint:
+            pattern = re.compile(rf"^(\d+)\.ok\.{re.escape(fingerprint)}\.\d+\.(\d+)$", re.MULTILINE)
+            both = self.done & self.parts
+            found = {int(head): int(ms) / 1000 for head, ms in pattern.findall(self.listing)}
+            self._by_fingerprint[fingerprint] = {i: v for i, v in found.items() if i in both}
+        return self._by_fingerprint[fingerprint]
 
     def done_info(self, run: RunDir, stage: str, index: int, fingerprint: str) -> DoneName | None:
         """What read_done says for (stage, index), mostly from the listing: a name marker with this
@@ -267,20 +285,23 @@ class StageMarkers:
         (a run from before name markers, or a task stopped between the two writes)."""
         if index not in self.done or index not in self.parts:
             return None
-        named = self.names.get(index)
-        if named is not None:
-            return named if named.fingerprint == fingerprint else None
+        if index in self.named:
+            seconds = self.seconds_done(fingerprint).get(index)
+            return None if seconds is None else DoneName(fingerprint, 0.0, seconds)
         record = read_done(run, stage, index, fingerprint)
         if record is None:
             return None
         return DoneName(fingerprint, float(record.get("finished") or 0), float(record.get("seconds") or 0))
 
     def done_indices(self, run: RunDir, stage: str, fingerprint: str, indices) -> set[int]:
-        return {i for i in indices if self.done_info(run, stage, i, fingerprint) is not None}
+        fast = self.seconds_done(fingerprint).keys()
+        return {i for i in indices if i in fast or (i not in self.named and
+                                                    self.done_info(run, stage, i, fingerprint) is not None)}
 
 
-# NNNNN.done|claim|failed, or a name marker NNNNN.ok.<fingerprint>.<finished ms>.<seconds ms>
-_MARKER = re.compile(r"^(\d+)\.(?:(done|claim|failed)|ok\.([0-9A-Za-z]+)\.(\d+)\.(\d+))$", re.MULTILINE)
+# NNNNN.done|claim|failed; a name marker NNNNN.ok.<fingerprint>.<finished ms>.<seconds ms>
+_MARKER = re.compile(r"^(\d+)\.(done|claim|failed)$", re.MULTILINE)
+_ANY_NAME = re.compile(r"^(\d+)\.ok\.[0-9A-Za-z]+\.\d+\.\d+$", re.MULTILINE)
 _PART = re.compile(r"^part-(\d+)\.parquet$", re.MULTILINE)
 
 

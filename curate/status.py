@@ -7,7 +7,6 @@ job still exists. Without one, markers and claims (with their heartbeat) are the
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,8 +34,7 @@ class StageStatus:
     failed: dict[int, str] = field(default_factory=dict)
     blocked: list[int] = field(default_factory=list)
     not_started: list[int] = field(default_factory=list)
-    task_seconds: list[float] = field(default_factory=list)
-    finished_at: list[float] = field(default_factory=list)
+    task_seconds: list[float] = field(default_factory=list)  # of the done tasks, from their name markers
 
     def to_json(self, total: int, workers: int = 1) -> dict:
         doc = {
@@ -104,32 +102,27 @@ def index_state(run: RunDir, plan: Plan, stage: str, index: int, upstream_state:
 
 def collect_status(run: RunDir, plan: Plan, scheduler: SchedulerView | None = None) -> dict[str, StageStatus]:
     result: dict[str, StageStatus] = {}
-    upstream_states: dict[int, str] = {}
+    upstream_bad: set[int] = set()  # failed or blocked in the stage before
+    everything = set(range(plan.num_parts))
     for stage in plan.stages:
         status = StageStatus()
-        states: dict[int, str] = {}
         listing = StageMarkers.scan(run, stage)
-        fingerprint = plan.fingerprints[stage]
         # The common case in bulk: a name marker with this fingerprint beside its .done and part is done,
         # whatever a scheduler says (index_state checks done first too).
-        named = {i for i, n in listing.names.items() if n.fingerprint == fingerprint} & listing.done & listing.parts
-        for index in range(plan.num_parts):
-            if index in named:
-                states[index] = "done"
-                status.done.append(index)
-                done = listing.names[index]
+        fast = listing.seconds_done(plan.fingerprints[stage])
+        done = {i: fast[i] for i in everything.intersection(fast)}
+        for index in sorted(everything - done.keys()):
+            state, reason, record = index_state(run, plan, stage, index, "failed" if index in upstream_bad else None,
+                                                scheduler, listing)
+            if state == "failed":
+                status.failed[index] = reason or "failed"
+            elif state == "done":
+                done[index] = record.seconds
             else:
-                state, reason, done = index_state(run, plan, stage, index, upstream_states.get(index), scheduler,
-                                                  listing)
-                states[index] = state
-                if state == "failed":
-                    status.failed[index] = reason or "failed"
-                else:
-                    getattr(status, state).append(index)
-            if done:
-                status.task_seconds.append(done.seconds)
-                status.finished_at.append(done.finished or time.time())
-        upstream_states = states
+                getattr(status, state).append(index)
+        status.done = sorted(done)
+        status.task_seconds = [done[i] for i in status.done]
+        upstream_bad = set(status.failed) | set(status.blocked)
         result[stage] = status
     return result
 

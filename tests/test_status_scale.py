@@ -106,7 +106,7 @@ def test_status_from_listings_agrees_with_the_task_contract(synthetic_run, monke
 
 
 def test_rates_are_the_mean_task_times_the_workers():
-    status = StageStatus(done=list(range(10)), task_seconds=[3.6] * 10, finished_at=[100.0] * 10)
+    status = StageStatus(done=list(range(10)), task_seconds=[3.6] * 10)
     one = status.rates(total=100, workers=1)
     assert one["mean_task_s"] == 3.6 and one["tasks_per_hour"] == 1000.0 and one["eta_s"] == 324
     four = status.rates(total=100, workers=4)
