@@ -296,6 +296,26 @@ def score_charts(score: str, values, checks: list) -> ScoreCharts:
 
 
 # -- thumbnails -------------------------------------------------------------------------------------
+def _frame_at(path: str, at_s: float):
+    """The first decodable frame at or after `at_s` (or the last one before the end), as an av.VideoFrame."""
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        container.seek(max(0, int(at_s / stream.time_base)), stream=stream, backward=True)  # keyframe before
+        last = None
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue  # a damaged packet: the next frame will do for a thumbnail
+            for frame in frames:
+                if frame.time is not None and frame.time >= at_s - 0.001:
+                    return frame
+                last = frame
+        return last
+
+
 def thumbnail_jpeg(path: str, at_s: float, width: int = THUMB_WIDTH) -> bytes | None:
     """The first frame at or after `at_s` of `path`, `width` px wide, as JPEG bytes (None when it cannot be
     read). Decoded in this process with PyAV (one seek), not an ffmpeg process per thumbnail."""
@@ -303,13 +323,10 @@ def thumbnail_jpeg(path: str, at_s: float, width: int = THUMB_WIDTH) -> bytes | 
 
     import av
 
-    from stages.decode import iter_frames
-
     try:
-        frame = next(iter_frames(path, [(max(0.0, at_s), at_s + 10.0)]), None)
-        if frame is None:
+        raw = _frame_at(path, at_s)
+        if raw is None:
             return None
-        raw = frame.source  # the decoded av.VideoFrame
         height = max(2, round(raw.height * width / raw.width / 2) * 2)
         small = raw.reformat(width=width, height=height, format="yuvj420p")
         encoder = av.CodecContext.create("mjpeg", "w")
