@@ -46,4 +46,4 @@ def test_run_example_counts_are_real(tmp_path):
     again = curate("run", "--workdir", workdir, "--stage", "split", "--index", "1").stdout
     shown = _block_after("curate run --workdir demo-run --stage split --index 1")
     assert RUN_DONE.findall(shown) == RUN_DONE.findall(out) != [], (shown, out)
-    assert again.strip() in shown
+    assert again.strip() in shown, (again, shown)
