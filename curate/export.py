@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .manifest import read_manifest_part
 from .plan import Plan
-from .rundir import RunDir, atomic_write_bytes, atomic_write_parquet
+from .rundir import RunDir, atomic_write_bytes, atomic_write_parquet, read_json
 from .status import collect_status
 from .task import storage_errors
 
@@ -24,6 +25,7 @@ def final_table(run: RunDir, plan: Plan):
     frames = [pl.read_parquet(run.stage_part(last, i)).with_columns(part=pl.lit(i, dtype=pl.Int64))
               for i in sorted(status[last].done)]
     missing = []
+    manifest = read_json(run.manifest_info)
     for index in range(plan.num_parts):
         if index in status[last].done:
             continue
@@ -31,7 +33,7 @@ def final_table(run: RunDir, plan: Plan):
                              for s, st in status.items() if index not in st.done), (last, "not finished"))
         reason = f"index {index} stopped at {stopped}: {why}"
         try:
-            units = pl.read_parquet(run.manifest_part(index)).select("video_id", "source", "relpath", "bytes")
+            units = read_manifest_part(run, index, manifest).select("video_id", "source", "relpath", "bytes")
         except Exception as exc:  # the index's own input is what broke: one row says so
             units = pl.DataFrame({"video_id": [None], "source": [str(run.manifest_part(index))], "relpath": [None],
                                   "bytes": [None]}, schema={"video_id": pl.Utf8, "source": pl.Utf8,

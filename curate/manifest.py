@@ -6,22 +6,25 @@ so one index is not stuck with all the big files; archive shards are grouped in 
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import math
 import os
 import shutil
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 from .config import InputConfig
 from .errors import CurateError
-from .hashing import printable, stable_hash, stable_id
+from .hashing import printable, stable_id
 from .rundir import RunDir, atomic_write_json, atomic_write_parquet, read_json
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # slots: a million units must fit in a few hundred MB
 class Unit:
     video_id: str
     kind: str  # file | archive (local) or hf_file | hf_archive (a path in input.hf_repo)
@@ -37,14 +40,21 @@ def is_archive(name: str) -> bool:
 
 
 def local_unit(root: Path, path: Path, kind: str) -> Unit:
-    rel = path.relative_to(root).as_posix()
-    source = printable(str(path))
+    return _local_unit(str(path), len(str(root)) + 1, kind)
+
+
+def _local_unit(path: str, prefix: int, kind: str) -> Unit:
+    """The unit of `path` (a str under the scanned root, whose length + 1 is `prefix`): plain strings,
+    no pathlib, as this runs once per input file."""
+    rel = path[prefix:]
+    source = path if path.isascii() else printable(path)  # most names are ASCII: skip the re-coding
     try:
-        size = path.stat().st_size  # a symlink counts its target's bytes
+        size = os.stat(path).st_size  # a symlink counts its target's bytes
     except OSError:
         size = 0  # a broken symlink: fetch gives it a row that says so
     # The id is of the real name, so two names that escape alike stay two videos.
-    return Unit(stable_id(rel), kind, source, printable(rel), size, os.fsencode(path) if source != str(path) else None)
+    return Unit(stable_id(rel), kind, source, printable(rel) if source != path else rel, size,
+                os.fsencode(path) if source != path else None)
 
 
 def scan_dir(root: Path, extensions: list[str]) -> list[Unit]:
@@ -52,14 +62,18 @@ def scan_dir(root: Path, extensions: list[str]) -> list[Unit]:
         raise CurateError(f"input directory {root} does not exist or is not a directory")
     units = []
     wanted = tuple(extensions)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    top = str(root)
+    prefix = len(top) + (0 if top.endswith("/") else 1)
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             # Every file with a video extension is taken, broken or not, symlinks followed: fetch records
             # why a bad one gives no clips instead of it vanishing from the run.
-            kind = "file" if name.lower().endswith(wanted) else "archive" if is_archive(name) else None
+            low = name.lower()
+            kind = "file" if low.endswith(wanted) else "archive" if low.endswith(ARCHIVE_SUFFIXES) else None
             if kind:
-                units.append(local_unit(root, Path(dirpath) / name, kind))
+                full = f"{dirpath}{name}" if dirpath.endswith("/") else f"{dirpath}/{name}"
+                units.append(_local_unit(full, prefix, kind))
     return units
 
 
@@ -113,14 +127,21 @@ def shard_units(shards: list[str]) -> list[Unit]:
 
 
 def balance_by_bytes(units: list[Unit], num_parts: int) -> list[list[Unit]]:
-    # Ties (equal bytes, e.g. many tiny files) go to the part with the fewest files.
+    """Largest first onto the lightest part; ties (equal bytes, e.g. many tiny files) go to the part with the
+    fewest files. Each part lists its units by relpath. (Two stable sorts on attributes and heapreplace: at
+    a million files a tuple key per unit and a pop + push per unit cost seconds.)"""
+    by_path = sorted(units, key=attrgetter("relpath"))
+    largest_first = sorted(by_path, key=attrgetter("bytes"), reverse=True)  # stable: ties stay by relpath
     heap = [(0, 0, i) for i in range(num_parts)]
+    part_of: dict[int, int] = {}
+    for unit in largest_first:
+        load, count, i = heap[0]
+        part_of[id(unit)] = i
+        heapq.heapreplace(heap, (load + unit.bytes, count + 1, i))
     parts: list[list[Unit]] = [[] for _ in range(num_parts)]
-    for unit in sorted(units, key=lambda u: (-u.bytes, u.relpath)):
-        load, count, i = heapq.heappop(heap)
-        parts[i].append(unit)
-        heapq.heappush(heap, (load + unit.bytes, count + 1, i))
-    return [sorted(p, key=lambda u: u.relpath) for p in parts if p]
+    for unit in by_path:
+        parts[part_of[id(unit)]].append(unit)
+    return [p for p in parts if p]
 
 
 def plan_parts(cfg: InputConfig) -> list[list[Unit]]:
@@ -151,13 +172,58 @@ def in_order(units: list[Unit], cfg: InputConfig) -> list[list[Unit]]:
 
 
 def fingerprint(parts: list[list[Unit]]) -> str:
-    return stable_hash([[(u.video_id, u.source, u.bytes) for u in p] for p in parts])
+    """stable_hash of [[(video_id, source, bytes), ...], ...], fed to the hash a part at a time: the same
+    value, without the whole manifest's JSON in memory at once."""
+    digest = hashlib.sha256(b"[")
+    for n, part in enumerate(parts):
+        text = json.dumps([(u.video_id, u.source, u.bytes) for u in part], sort_keys=True, separators=(",", ":"),
+                          default=str)
+        digest.update((("," if n else "") + text).encode())
+    digest.update(b"]")
+    return digest.hexdigest()[:16]
+
+
+# Above this many parts the manifest is one Parquet file (manifests/units.parquet, rows in part order,
+# the units of each part in _manifest.json's part_units) instead of a file per part: 20,000 small files
+# with an fsync each cost far more to write (and a metadata server more to hold) than one file to slice.
+ONE_FILE_ABOVE_PARTS = 2000
+UNITS_FILE = "units.parquet"
+_SCHEMA = {"video_id": "Utf8", "kind": "Utf8", "source": "Utf8", "relpath": "Utf8", "bytes": "Int64", "raw": "Binary"}
+
+
+def _frame(units: list[Unit]):
+    import polars as pl
+
+    columns = {name: [getattr(u, name) for u in units] for name in _SCHEMA}
+    return pl.DataFrame(columns, schema={name: getattr(pl, kind) for name, kind in _SCHEMA.items()})
+
+
+def read_manifest_part(run: RunDir, index: int, info: dict | None = None):
+    """The input units of one index as a polars DataFrame, whichever layout the manifest has: what every
+    reader of a part (fetch's input, export, calibration) goes through."""
+    import polars as pl
+
+    info = info if info is not None else read_json(run.manifest_info) or {}
+    if info.get("layout") != "units":
+        return pl.read_parquet(run.manifest_part(index))
+    sizes = info["part_units"]
+    if not 0 <= index < len(sizes):
+        raise CurateError(f"index {index} is outside this run's manifest (0-{len(sizes) - 1})")
+    start = sum(sizes[:index])
+    # The slice is pushed into the scan: only the row groups that hold these rows are read.
+    return pl.scan_parquet(run.manifests / UNITS_FILE).slice(start, sizes[index]).collect()
+
+
+def manifest_part_units(run: RunDir, index: int, info: dict | None = None) -> int:
+    """How many input units index `index` has (from _manifest.json when it says, else from the part)."""
+    info = info if info is not None else read_json(run.manifest_info) or {}
+    if "part_units" in info:
+        return int(info["part_units"][index])
+    return read_manifest_part(run, index, info).height
 
 
 def write_manifest(run: RunDir, cfg: InputConfig, rebuild: bool = False) -> dict:
     """Build the manifest; keep an identical existing one; refuse to replace a different one."""
-    import polars as pl
-
     parts = plan_parts(cfg)
     fp = fingerprint(parts)
     existing = read_json(run.manifest_info)
@@ -173,11 +239,12 @@ def write_manifest(run: RunDir, cfg: InputConfig, rebuild: bool = False) -> dict
     # (or, between the two renames, none, which the next run builds again), never a mix of the two.
     fresh, retired = run.manifests.with_name("manifests.new"), run.manifests.with_name("manifests.old")
     shutil.rmtree(fresh, ignore_errors=True)
-    for index, units in enumerate(parts):
-        frame = pl.DataFrame([u.__dict__ for u in units], schema={
-            "video_id": pl.Utf8, "kind": pl.Utf8, "source": pl.Utf8, "relpath": pl.Utf8, "bytes": pl.Int64,
-            "raw": pl.Binary})
-        atomic_write_parquet(fresh / run.manifest_part(index).name, frame)
+    one_file = len(parts) > ONE_FILE_ABOVE_PARTS
+    if one_file:
+        atomic_write_parquet(fresh / UNITS_FILE, _frame([u for p in parts for u in p]))
+    else:
+        for index, units in enumerate(parts):
+            atomic_write_parquet(fresh / run.manifest_part(index).name, _frame(units))
     info = {
         "fingerprint": fp,
         "num_parts": len(parts),
@@ -185,6 +252,8 @@ def write_manifest(run: RunDir, cfg: InputConfig, rebuild: bool = False) -> dict
         "bytes": sum(u.bytes for p in parts for u in p),
         "source": cfg.dir or "shards",
         "part_bytes": [sum(u.bytes for u in p) for p in parts],
+        "part_units": [len(p) for p in parts],
+        "layout": "units" if one_file else "parts",
     }
     atomic_write_json(fresh / run.manifest_info.name, info)
     shutil.rmtree(retired, ignore_errors=True)

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import CurateError
-from .rundir import RunDir, atomic_write_json, read_json, write_temp
+from .rundir import INDEX_WIDTH, RunDir, atomic_write_json, read_json, write_temp
 
 HEARTBEAT_S = float(os.environ.get("CURATE_HEARTBEAT_S", "30"))
 CLAIM_TTL_S = float(os.environ.get("CURATE_CLAIM_TTL_S", "600"))
@@ -183,6 +185,26 @@ def _link_claim(tmp: Path, path: Path, owner: dict,
     return None, info.owner if info else {}
 
 
+def done_name(index: int, record: dict) -> str | None:
+    """The empty file beside `.done` whose name carries what `curate status` needs: the fingerprint, the
+    finish time and the task's seconds (ms). One directory listing per stage then gives every index's state
+    without opening a file per index (a Lustre/NFS metadata server pays per open, not per listed name)."""
+    fingerprint = record.get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint.isalnum():
+        return None
+    try:
+        finished, seconds = round(float(record["finished"]) * 1000), round(float(record["seconds"]) * 1000)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return f"{index:0{INDEX_WIDTH}d}.ok.{fingerprint}.{finished}.{seconds}"
+
+
+class DoneName(NamedTuple):  # a tuple: status makes one per done index, 100,000s of them
+    fingerprint: str
+    finished: float  # epoch seconds
+    seconds: float
+
+
 def read_done(run: RunDir, stage: str, index: int, fingerprint: str) -> dict | None:
     """The .done record of (stage, index) if it is for this fingerprint and its part exists."""
     record = read_json(run.marker(stage, index, "done"))
@@ -192,8 +214,115 @@ def read_done(run: RunDir, stage: str, index: int, fingerprint: str) -> dict | N
 
 
 def write_done(run: RunDir, stage: str, index: int, record: dict) -> None:
-    atomic_write_json(run.marker(stage, index, "done"), record)
+    """The .done record, then its name marker (done_name).
+
+    Order keeps one promise for `curate status`: a name marker exists only while the .done beside it holds
+    that fingerprint. The old name goes before the record changes; the new one comes after it is written. A
+    crash in between leaves no name, and status then reads the record itself."""
+    path = run.marker(stage, index, "done")
+    previous = read_json(path)
+    old_name = done_name(index, previous) if isinstance(previous, dict) else None
+    if old_name is not None:
+        (path.parent / old_name).unlink(missing_ok=True)
+    elif path.exists():  # a record we cannot read: any name of this index may be out of date
+        for stale in path.parent.glob(f"{index:0{INDEX_WIDTH}d}.ok.*"):
+            stale.unlink(missing_ok=True)
+    atomic_write_json(path, record)
+    name = done_name(index, record)
+    if name is not None:
+        # Empty: the name is the content. Created with 0o666 so its mode follows the umask like every file.
+        os.close(os.open(path.parent / name, os.O_CREAT | os.O_WRONLY, 0o666))
     run.marker(stage, index, "failed").unlink(missing_ok=True)
+
+
+@dataclass
+class StageMarkers:
+    """One stage's markers and parts as two directory listings: which indices have a .done (and what their
+    name marker says), a claim, a .failed record, a part. Details are read only where a state needs them.
+
+    The listing is kept as one string and searched with regular expressions (C speed): at 100,000 indices
+    a Python step per name would cost more than the listing itself."""
+
+    listing: str = ""
+    done: set[int] = field(default_factory=set)
+    claims: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
+    parts: set[int] = field(default_factory=set)
+    _named: set[int] | None = None  # indices with a name marker of whatever fingerprint (found when asked)
+    _by_fingerprint: dict = field(default_factory=dict)
+    _run_claim: list = field(default_factory=list)  # [claim or None] once read
+
+    @classmethod
+    def scan(cls, run: RunDir, stage: str) -> StageMarkers:
+        listing = "\n".join(_names(run.marker_dir(stage)))
+        found = cls(listing)
+        kinds = {"done": found.done, "claim": found.claims, "failed": found.failed}
+        for head, kind in _MARKER.findall(listing):
+            kinds[kind].add(int(head))
+        found.parts = stage_parts(run, stage)
+        return found
+
+    def run_claim(self, run: RunDir, stage: str):
+        """The one claim of a run-wide stage (markers/<stage>/run.claim), read once per listing."""
+        if not self._run_claim:
+            there = re.search(r"^run\.claim$", self.listing, re.MULTILINE) is not None
+            self._run_claim.append(read_claim(run.marker_dir(stage) / "run.claim") if there else None)
+        return self._run_claim[0]
+
+    @property
+    def named(self) -> set[int]:
+        """Indices with a name marker of any fingerprint: only needed for a .done without one of ours (after
+        a config change, or from an older curate), so searched only then."""
+        if self._named is None:
+            self._named = set(map(int, _ANY_NAME.findall(self.listing)))
+        return self._named
+
+    def seconds_done(self, fingerprint: str) -> dict[int, float]:
+        """index -> task seconds, for every index whose name marker has this fingerprint and whose .done and
+        part are there: done, as the contract's read_done would say (the record holds that fingerprint)."""
+        if fingerprint not in self._by_fingerprint:
+            pattern = re.compile(rf"^(\d+)\.ok\.{re.escape(fingerprint)}\.\d+\.(\d+)$", re.MULTILINE)
+            both = self.done & self.parts
+            found = {int(head): int(ms) / 1000 for head, ms in pattern.findall(self.listing)}
+            self._by_fingerprint[fingerprint] = {i: v for i, v in found.items() if i in both}
+        return self._by_fingerprint[fingerprint]
+
+    def done_info(self, run: RunDir, stage: str, index: int, fingerprint: str) -> DoneName | None:
+        """What read_done says for (stage, index), mostly from the listing: a name marker with this
+        fingerprint (the record holds it too), else the record itself when there is one without a name
+        (a run from before name markers, or a task stopped between the two writes)."""
+        if index not in self.done or index not in self.parts:
+            return None
+        if index in self.named:
+            seconds = self.seconds_done(fingerprint).get(index)
+            return None if seconds is None else DoneName(fingerprint, 0.0, seconds)
+        record = read_done(run, stage, index, fingerprint)
+        if record is None:
+            return None
+        return DoneName(fingerprint, float(record.get("finished") or 0), float(record.get("seconds") or 0))
+
+    def done_indices(self, run: RunDir, stage: str, fingerprint: str, indices) -> set[int]:
+        fast = self.seconds_done(fingerprint).keys()
+        return {i for i in indices if i in fast or (i not in self.named and
+                                                    self.done_info(run, stage, i, fingerprint) is not None)}
+
+
+# NNNNN.done|claim|failed; a name marker NNNNN.ok.<fingerprint>.<finished ms>.<seconds ms>
+_MARKER = re.compile(r"^(\d+)\.(done|claim|failed)$", re.MULTILINE)
+_ANY_NAME = re.compile(r"^(\d+)\.ok\.[0-9A-Za-z]+\.\d+\.\d+$", re.MULTILINE)
+_PART = re.compile(r"^part-(\d+)\.parquet$", re.MULTILINE)
+
+
+def stage_parts(run: RunDir, stage: str) -> set[int]:
+    """The indices that have a part of `stage` (stages/<stage>/part-NNNNN.parquet), from one listing."""
+    return set(map(int, _PART.findall("\n".join(_names(run.stage_part(stage, 0).parent)))))
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def write_failed(run: RunDir, stage: str, index: int, record: dict) -> None:

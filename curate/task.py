@@ -130,9 +130,11 @@ def requeue_limit_error(plan: Plan, stage: str, index: int) -> RequeueLimitReach
 def read_input(run: RunDir, plan: Plan, stage: str, index: int):
     import polars as pl
 
+    from .manifest import read_manifest_part
+
     upstream = plan.upstream_of(stage)
     if upstream is None:
-        return pl.read_parquet(run.manifest_part(index))
+        return read_manifest_part(run, index)
     if not is_done(run, upstream, index, plan.fingerprints[upstream]):
         raise UpstreamNotDone(f"stage {upstream} is not done for index {index} with the current config; "
                               f"run it first (`curate run --stage {upstream} --index {index}`)")

@@ -4,12 +4,16 @@ the offline upload target."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import urllib.parse
 
 import numpy as np
 import polars as pl
 import pytest
 from conftest import DATA, SAMPLES, curate, write_config
+
+from curate import calibrate
 
 # Flash and motion on the real samples and test footage; score's default quality scorer.
 CONFIG = """
@@ -60,10 +64,79 @@ def test_quantiles_and_retention_equal_numpy_and_the_report_is_written(scored):
     assert retention["all together"]["kept_clips"] == int(together.sum()) < clips.height
     meta = run / "metadata"
     assert pl.read_parquet(meta / "calibration.parquet").height == len(doc["quantiles"])
-    assert (meta / "calibration" / "motion_score.png").read_bytes()[:4] == b"\x89PNG"
+    measured = [score for score, row in by_score.items() if row["count"]]  # OCR and NSFW are off here
+    charts = sorted(p.stem for p in (meta / "calibration").glob("*.svg"))
+    assert charts == sorted(measured) and doc["charts"] == [str(meta / "calibration" / f"{s}.svg") for s in measured]
     page = (meta / "calibration.html").read_text()
-    assert page.count("data:image/png;base64,") == len(list((meta / "calibration").glob("*.png")))
+    assert page.count("<svg ") == 2 * len(measured)  # a histogram and a kept-share curve per measured score
     assert "just below" in page and "data:image/jpeg;base64," in page  # thumbnails either side of a threshold
+
+
+def _section(page: str, score: str) -> str:
+    start = page.index(f"<h3 id='{score}'>")
+    end = page.find("<h3 id=", start + 1)
+    return page[start:end if end > 0 else None]
+
+
+def test_curves_thumbnails_and_axes_of_every_score(scored):
+    run = scored / "run"
+    doc = json.loads(curate("calibrate", "-w", run, "--json").stdout)
+    clips = clips_of(run)
+    page = (run / "metadata" / "calibration.html").read_text()
+    motion = np.sort(clips["motion_score"].drop_nulls().to_numpy())
+    # The kept-share curve: what a minimum at each threshold keeps, equal to counting the clips.
+    curves = pl.read_parquet(doc["curves"]).filter((pl.col("score") == "motion_score") & (pl.col("direction") == "min"))
+    assert curves.height == 200
+    for row in curves.iter_rows(named=True):
+        assert row["kept_share"] == pytest.approx((motion >= row["threshold"]).mean(), abs=1e-12)
+    section = _section(page, "motion_score")
+    assert f"min_score 0.001: {(motion >= 0.001).mean():.0%} kept" in section  # the current threshold, marked
+    # Nearest on each side, over every clip: the largest below and the smallest at or above the threshold.
+    below_side, above_side = section.split("<b>just below</b>")[1].split("<b>just above</b>")
+    shown_below = [float(v) for v in re.findall(r"motion_score ([-\d.e]+)</figcaption>", below_side)]
+    shown_above = [float(v) for v in re.findall(r"motion_score ([-\d.e]+)</figcaption>", above_side)]
+    assert shown_below == pytest.approx(sorted(motion[motion < 0.001], reverse=True)[:4], rel=1e-3)
+    assert shown_above == pytest.approx(sorted(motion[motion >= 0.001])[:4], rel=1e-3)
+    for score in (row["score"] for row in doc["quantiles"] if row["count"]):
+        part = _section(page, score)
+        assert part.count("data:image/jpeg;base64,") >= 1, score  # thumbnails for every score, thresholds or not
+        assert f">{score}</text>" in part and ">clips</text>" in part and ">clips kept</text>" in part  # axes
+    # Each thumbnail says which file and when, and links to that stretch of it.
+    quality = _section(page, "quality")
+    captions = re.findall(r"<b>([^<]+)</b><br>([\d.]+)-([\d.]+) s<br>q(\d\d)", quality)
+    links = re.findall(r"<a href='([^']+)'><img", quality)
+    assert len(captions) == len(links) >= 3
+    for (name, start, end, _), link in zip(captions, links):
+        target, _, fragment = link.partition("#t=")
+        assert (run / "metadata" / urllib.parse.unquote(target)).resolve().name == name
+        row = clips.filter((pl.col("relpath") == name) & ((pl.col("start_s") - float(start)).abs() < 0.01))
+        assert row.height == 1 and fragment == f"{float(start):.2f},{float(end):.2f}"
+
+
+def test_a_sample_keeps_nearest_clips_from_all(scored):
+    run = scored / "run"
+    doc = json.loads(curate("calibrate", "-w", run, "--sample-size", "4", "--json").stdout)
+    assert doc["clips"] == 4 and all(row["count"] <= 4 for row in doc["quantiles"])
+    page = (run / "metadata" / "calibration.html").read_text()
+    assert "a random sample of 4 of" in page
+    motion = np.sort(clips_of(run)["motion_score"].drop_nulls().to_numpy())
+    above = _section(page, "motion_score").split("<b>just above</b>")[1]
+    shown = [float(v) for v in re.findall(r"motion_score ([-\d.e]+)</figcaption>", above)]
+    assert shown == pytest.approx(sorted(motion[motion >= 0.001])[:4], rel=1e-3)
+
+
+def test_an_all_zero_score_gets_a_sane_axis():
+    from curate.decisions import above
+    from curate.svgchart import value_range
+
+    check = above("ocr", "text_area_max", 0.02, "text_area_threshold")
+    charts = calibrate.score_charts("text_area_max", np.zeros(13), [check])
+    ticks = [float(t) for t in re.findall(r"text-anchor='middle'>([-\d.e]+)</text>", charts.histogram)]
+    assert min(ticks) == 0 and max(ticks) >= 0.02  # from 0 to past the threshold: no -0.4..0.4 around the bar
+    lo, hi = value_range([0.0], [0.02])
+    assert lo == 0 and 0.02 < hi < 0.03
+    assert "text_area_threshold 0.02: 100% kept" in charts.curve
+    assert value_range([0.0, 0.0], []) == (0.0, 1.0)
 
 
 def test_export_with_a_thresholds_file_reruns_nothing(scored, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -20,10 +21,28 @@ SampleSizeOpt = typer.Option(500, "--sample-size", help="Scored clips wanted for
 ThresholdsOpt = typer.Option(None, "--thresholds",
                              help="YAML of threshold keys (config shape, e.g. filter: {motion: {min_area: 0.002}}) "
                                   "to use instead of the run's; reruns nothing.")
-WorkdirOpt = typer.Option(..., "--workdir", "-w", envvar="CURATE_WORKDIR",
-                          help="Run directory on the shared filesystem (all state lives here).")
+WorkdirOpt = typer.Option(None, "--workdir", "-w", envvar="CURATE_WORKDIR", show_default=False,
+                          help="Run directory on the shared filesystem (all state lives here); default: "
+                               "$CURATE_WORKDIR, else `workdir:` in --config.")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see config.example.yaml).")
+WorkdirConfigOpt = typer.Option(None, "--config", "-c",
+                                help="A config whose `workdir:` is the run directory (when --workdir and "
+                                     "CURATE_WORKDIR are not given).")
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object for scripts instead of tables.")
+
+
+def resolve_workdir(workdir: Path | None, config: Path | None) -> Path:
+    """--workdir, else CURATE_WORKDIR (typer fills it in), else `workdir:` of --config."""
+    if workdir is not None:
+        return workdir
+    if config is not None:
+        from ..config import load_config
+
+        cfg = load_config(config)
+        if cfg.workdir:
+            return Path(cfg.workdir)
+        raise CurateError(f"no run directory: {config} has no `workdir:`; pass --workdir DIR or set CURATE_WORKDIR")
+    raise CurateError("no run directory: pass --workdir DIR, set CURATE_WORKDIR, or give --config with a `workdir:`")
 
 
 def _console(stderr: bool = False):

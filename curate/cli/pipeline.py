@@ -14,14 +14,25 @@ import typer
 from stages import STAGES
 
 from ..errors import CurateError, ExitCode
-from .app import CalibrationOpt, ConfigOpt, JsonOpt, SampleSizeOpt, SkipUploadOpt, WorkdirOpt, _console, app
+from .app import (
+    CalibrationOpt,
+    ConfigOpt,
+    JsonOpt,
+    SampleSizeOpt,
+    SkipUploadOpt,
+    WorkdirConfigOpt,
+    WorkdirOpt,
+    _console,
+    app,
+    resolve_workdir,
+)
 from .results import publish_output
 from .views import clip_progress, local_progress, print_failures, print_summary
 
 
 @app.command()
 def manifest(
-    workdir: Path = WorkdirOpt,
+    workdir: Optional[Path] = WorkdirOpt,
     input_dir: Optional[Path] = typer.Option(None, "--input-dir", "-i", help="Directory of videos (recursive)."),
     config: Optional[Path] = ConfigOpt,
     parts: Optional[int] = typer.Option(None, help="Number of parts (array indices)."),
@@ -49,8 +60,9 @@ def run(
         f"{spec.name} ({spec.help})" for spec in STAGES.values()) + "."),
     index: Optional[int] = typer.Option(None, "--index", "-i",
                                         help="Array index; defaults to $SLURM_ARRAY_TASK_ID."),
-    workdir: Path = WorkdirOpt,
+    workdir: Optional[Path] = WorkdirOpt,
     plan: Optional[Path] = typer.Option(None, help="Plan file to read (default: WORKDIR/run.yaml)."),
+    config: Optional[Path] = WorkdirConfigOpt,
 ):
     """Run one task: one stage for one index. Idempotent; what compute nodes execute."""
     from ..rundir import RunDir
@@ -64,7 +76,7 @@ def run(
             raise CurateError("no --index given and SLURM_ARRAY_TASK_ID is not set")
         index = int(env)
     try:
-        run_task(RunDir.at(workdir), stage, index, plan, job_alive=job_alive,
+        run_task(RunDir.at(resolve_workdir(workdir, config)), stage, index, plan, job_alive=job_alive,
                  log=lambda m: print(scrub(m), flush=True))
     except RequeueLimitReached as exc:
         print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
@@ -85,7 +97,7 @@ def run(
 
 @app.command(hidden=True)
 def preflight(
-    workdir: Path = WorkdirOpt,
+    workdir: Optional[Path] = WorkdirOpt,
     stage: str = typer.Option("all", "--stage", "-s", help="all, or stages like fetch,split."),
     plan: Optional[Path] = typer.Option(None, help="Plan file to read (default: WORKDIR/run.yaml)."),
     submitting: bool = typer.Option(False, "--submitting",
@@ -97,7 +109,7 @@ def preflight(
     from ..rundir import RunDir
     from ..task import preflight_stages
 
-    run_dir = RunDir.at(workdir)
+    run_dir = RunDir.at(resolve_workdir(workdir, None))
     chosen = load_plan(run_dir, plan)
     preflight_stages(run_dir, chosen, stage_list(chosen, stage), here=not submitting,
                      log=lambda m: print(m, file=sys.stderr))
@@ -105,7 +117,7 @@ def preflight(
 
 @app.command()
 def local(
-    workdir: Path = WorkdirOpt,
+    workdir: Optional[Path] = WorkdirOpt,
     input_dir: Optional[Path] = typer.Option(None, "--input-dir", "-i", help="Directory of videos (recursive)."),
     config: Optional[Path] = ConfigOpt,
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Tasks at once (default: local.workers)."),
@@ -172,7 +184,8 @@ def offline_filter(
     copy_mode: str = typer.Option("link", "--copy-mode", help="link (default), copy, none or encode."),
     config: Optional[Path] = ConfigOpt,
     workdir: Optional[Path] = typer.Option(None, "--workdir", "-w",
-                                           help="Run directory (default: OUTPUT_DIR/.curate-run)."),
+                                           help="Run directory (default: `workdir:` in --config, else "
+                                                "OUTPUT_DIR/.curate-run)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Tasks at once (default: local.workers)."),
     progress: bool = typer.Option(True, help="Show a live progress display."),
     as_json: bool = JsonOpt,
@@ -189,7 +202,8 @@ def offline_filter(
     for name, spec in STAGES.items():  # every stage keeps each video whole (split: kind none)
         spec.load().whole_videos(cfg.stage_section(name))
     output_dir = output_dir.expanduser().resolve()
-    run_dir, plan, info = prepare_run(workdir or output_dir / ".curate-run", None, input_dir, False, config_obj=cfg)
+    workdir = workdir or (Path(cfg.workdir) if cfg.workdir else output_dir / ".curate-run")
+    run_dir, plan, info = prepare_run(workdir, None, input_dir, False, config_obj=cfg)
     console = _console(stderr=True)
     if not as_json:
         console.print(f"{info['num_units']} videos under {input_dir}: stages {' -> '.join(plan.stages)} "

@@ -9,13 +9,14 @@ from typing import Optional
 import typer
 
 from ..errors import CurateError
-from .app import ConfigOpt, JsonOpt, ThresholdsOpt, WorkdirOpt, _console, app
+from .app import ConfigOpt, JsonOpt, ThresholdsOpt, WorkdirConfigOpt, WorkdirOpt, _console, app, resolve_workdir
 from .views import clip_progress, print_models, print_publish_report, print_shards, print_summary
 
 
 @app.command("export")
 def export_cmd(
-    workdir: Path = WorkdirOpt,
+    workdir: Optional[Path] = WorkdirOpt,
+    config: Optional[Path] = WorkdirConfigOpt,
     fmt: str = typer.Option("parquet", "--format", help="parquet or jsonl."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Default: WORKDIR/metadata/clips.<format>."),
     output_dir: Optional[Path] = typer.Option(
@@ -34,7 +35,7 @@ def export_cmd(
 
     if fmt not in FORMATS:
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    run_dir = RunDir.at(workdir)
+    run_dir = RunDir.at(resolve_workdir(workdir, config))
     plan = load_plan(run_dir)
     if thresholds is not None:
         import dataclasses
@@ -71,7 +72,8 @@ def publish_output(table, output_dir: Path, copy_mode: str, clips_cfg, quiet: bo
 
 @app.command()
 def calibrate(
-    workdir: Path = WorkdirOpt,
+    workdir: Optional[Path] = WorkdirOpt,
+    config: Optional[Path] = WorkdirConfigOpt,
     sample_size: Optional[int] = typer.Option(None, "--sample-size", help="Use a random sample of this many clips."),
     quantiles: str = typer.Option("0.1,0.4,0.7,0.9", "--quantiles", help="Comma-separated quantiles to report."),
     thresholds: Optional[Path] = ThresholdsOpt,
@@ -88,7 +90,7 @@ def calibrate(
         raise CurateError(f"--quantiles {quantiles!r}: give numbers between 0 and 1, e.g. 0.1,0.5,0.9") from None
     if not all(0 <= q <= 1 for q in wanted):
         raise CurateError(f"--quantiles {quantiles!r}: every quantile is between 0 and 1")
-    run_dir = RunDir.at(workdir).require()
+    run_dir = RunDir.at(resolve_workdir(workdir, config)).require()
     plan = load_plan(run_dir)
     config = None
     if thresholds is not None:

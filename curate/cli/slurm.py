@@ -10,23 +10,43 @@ import typer
 
 from ..arrayspec import compact
 from ..errors import CurateError
-from .app import CalibrationOpt, ConfigOpt, JsonOpt, SampleSizeOpt, SkipUploadOpt, WorkdirOpt, _console, app
+from .app import (
+    CalibrationOpt,
+    ConfigOpt,
+    JsonOpt,
+    SampleSizeOpt,
+    SkipUploadOpt,
+    WorkdirConfigOpt,
+    WorkdirOpt,
+    _console,
+    app,
+    resolve_workdir,
+)
 from .views import report_submission, status_table
 
 
-def _scheduler_view(run_dir):
+def _scheduler_view(run_dir, num_parts: int, slurm_view=None):
+    """Slurm's view when the run was submitted, plus any live `curate local`'s queue; None without either.
+    `slurm_view`: the one of the last refresh (it caches squeue/sacct); the local queue is read anew."""
+    from ..local_queue import CombinedView, LocalQueueView
     from ..slurm_state import SlurmView
 
-    view = SlurmView(run_dir)
-    return view if view.has_jobs else None
+    view = slurm_view or SlurmView(run_dir)
+    local = LocalQueueView(run_dir, num_parts)
+    views = [v for v in (view if view.has_jobs else None, local if local.active else None) if v is not None]
+    return None if not views else views[0] if len(views) == 1 else CombinedView(*views)
 
 
 @app.command()
 def status(
-    workdir: Path = WorkdirOpt,
+    workdir: Optional[Path] = WorkdirOpt,
+    config: Optional[Path] = WorkdirConfigOpt,
     as_json: bool = JsonOpt,
-    watch: bool = typer.Option(False, "--watch", help="Refresh until nothing is running or pending (Ctrl-C stops)."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh until nothing is running, pending or queued by a "
+                                                      "`curate local` (Ctrl-C stops)."),
     interval: float = typer.Option(10.0, help="Seconds between refreshes with --watch."),
+    wide: bool = typer.Option(False, "--wide", help="Also the mean task and workers per stage, the ETA in full and "
+                                                    "every failed index (the table is wider than 80 columns)."),
 ):
     """Per stage: done / running / pending / failed / blocked / not started, with failure reasons.
 
@@ -36,18 +56,19 @@ def status(
 
     from ..plan import load_plan
     from ..rundir import RunDir
+    from ..slurm_state import SlurmView
     from ..status import status_document
 
-    run_dir = RunDir.at(workdir)
+    run_dir = RunDir.at(resolve_workdir(workdir, config))
     plan = load_plan(run_dir)
-    view = _scheduler_view(run_dir)
-    doc = status_document(run_dir, plan, view)
+    slurm_view = SlurmView(run_dir)
+    doc = status_document(run_dir, plan, _scheduler_view(run_dir, plan.num_parts, slurm_view))
     if as_json and not watch:
         print(json.dumps(doc))
         return
-    console = _console()
+    console = _console(stderr=as_json)  # --watch --json: the live table on stderr, the last state as JSON on stdout
     if not watch:
-        console.print(status_table(doc))
+        console.print(status_table(doc, wide))
         return
     from rich.live import Live
 
@@ -55,11 +76,11 @@ def status(
         return any(s["running"] or s["pending"] for s in d["stages"].values())
 
     try:
-        with Live(status_table(doc), console=console, refresh_per_second=1) as live:
+        with Live(status_table(doc, wide), console=console, refresh_per_second=1) as live:
             while active(doc):
                 time.sleep(interval)
-                doc = status_document(run_dir, plan, view)
-                live.update(status_table(doc))
+                doc = status_document(run_dir, plan, _scheduler_view(run_dir, plan.num_parts, slurm_view))
+                live.update(status_table(doc, wide))
     except KeyboardInterrupt:
         pass
     if as_json:
@@ -103,7 +124,8 @@ def submit(
 
 @app.command()
 def rerun(
-    workdir: Path = WorkdirOpt,
+    workdir: Optional[Path] = WorkdirOpt,
+    config: Optional[Path] = WorkdirConfigOpt,
     stage: Optional[str] = typer.Option(None, "--stage", "-s",
                                         help="Start at this stage (default: where each failed)."),
     failed: bool = typer.Option(False, "--failed", help="Every failed or blocked index."),
@@ -120,9 +142,9 @@ def rerun(
 
     if failed == (indices is not None):
         raise CurateError("give exactly one of --failed or --indices")
-    run_dir = RunDir.at(workdir)
+    run_dir = RunDir.at(resolve_workdir(workdir, config))
     plan = load_plan(run_dir)
-    doc = status_document(run_dir, plan, _scheduler_view(run_dir))
+    doc = status_document(run_dir, plan, _scheduler_view(run_dir, plan.num_parts))
     stages = plan.stages
     if stage is not None:
         plan.check_stage(stage)

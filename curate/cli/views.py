@@ -78,27 +78,59 @@ def print_summary(doc: dict) -> None:
         console.print(f"[bold green]uploaded[/] kept clips and metadata to {doc['uploaded_to']}")
 
 
-def status_table(doc: dict):
+def eta_text(seconds: int | None, wide: bool = False) -> str:
+    """An ETA in at most 6 characters (3d04h, 27h47m, 12m05s, 45s), or h/m/s in full with `wide`."""
+    if not seconds:
+        return "-"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if wide:
+        return (f"{days}d" if days else "") + f"{hours:02d}h{minutes:02d}m{secs:02d}s"
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+FAILED_LINES = 20  # failure reasons listed under the table per stage (--wide: all)
+# The state columns' headers, two lines at most so that the table fits 80 columns up to 99,999 indices.
+_HEADERS = {"not_started": "not\nstarted"}
+
+
+def status_table(doc: dict, wide: bool = False):
+    """The status table: fits 80 columns (--wide adds the mean task, the workers and the ETA in full)."""
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     from ..status import STATES
 
-    table = Table(title=f"{doc['workdir']} ({doc['num_parts']} indices)")
-    table.add_column("stage")
+    table = Table(title=f"{doc['workdir']} ({doc['num_parts']} indices)", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("stage", no_wrap=True)
     for state in STATES:
-        table.add_column(state.replace("_", " "), justify="right")
-    table.add_column("per h", justify="right")
-    table.add_column("ETA", justify="right")
+        table.add_column(_HEADERS.get(state, state), justify="right", no_wrap=True)
+    if wide:
+        table.add_column("mean\ntask s", justify="right", no_wrap=True)
+        table.add_column("work-\ners", justify="right", no_wrap=True)
+    table.add_column("per h", justify="right", no_wrap=True)
+    table.add_column("ETA", justify="right", no_wrap=True)
     lines = []
     for stage, s in doc["stages"].items():
         cells = [str(len(s[state])) for state in STATES]
-        eta = s["eta_s"]
-        table.add_row(stage, *cells, f"{s['tasks_per_hour']:.0f}" if s["tasks_per_hour"] else "-",
-                      f"{eta // 3600}h{eta % 3600 // 60:02d}m{eta % 60:02d}s" if eta else "-")
-        for index, reason in s["failed"].items():
+        if wide:
+            cells += [f"{s['mean_task_s']:.1f}" if s.get("mean_task_s") else "-", str(s.get("workers") or "-")]
+        per_hour = s.get("tasks_per_hour")
+        table.add_row(stage, *cells, f"{per_hour:.0f}" if per_hour else "-", eta_text(s.get("eta_s"), wide))
+        failed = list(s["failed"].items())
+        for index, reason in failed if wide else failed[:FAILED_LINES]:
             lines.append(Text.assemble((f"{stage}[{index}] ", "red"), reason))
+        if len(failed) > FAILED_LINES and not wide:
+            lines.append(Text(f"{stage}: {len(failed) - FAILED_LINES} more failed (--wide or --json lists them)",
+                              "red"))
         if s["blocked"]:
             lines.append(Text(f"{stage} blocked by a failed earlier stage: {compact(s['blocked'])}", "yellow"))
     merge = doc.get("merge")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import CurateError
+from ..local_queue import QueueFile
 from ..plan import Plan, load_plan
 from ..rundir import RunDir, last_error_line
 from ..task import signals_raise
@@ -144,21 +145,27 @@ class LocalExecutor:
         result = LocalResult()
         waiting: dict[int, float] = {i: 0.0 for i in todo}  # index -> not before (busy back-off)
         running: dict[int, Running] = {}
+        queue = QueueFile(self.run, self.workers, self.plan.stages)  # what `curate status` shows as queued
         try:
             # SIGTERM (kill, the end of a job) stops us like Ctrl-C: our tasks run in sessions of their
             # own, so they would not hear it and would keep running, holding their claims.
             with signals_raise((signal.SIGTERM, signal.SIGHUP)):
-                self._schedule(waiting, running, result, PlanWatch(self.run, self.plan))
+                queue.update(waiting, force=True)
+                self._schedule(waiting, running, result, PlanWatch(self.run, self.plan), queue)
         except BaseException:
             self._stop(running.values())
             raise
+        finally:
+            queue.close()
         return result
 
     def _schedule(self, waiting: dict[int, float], running: dict[int, Running], result: LocalResult,
-                  watch: PlanWatch) -> None:
+                  watch: PlanWatch, queue: QueueFile) -> None:
         parked: dict[int, str] = {}  # index -> the run-wide stage it waits at
         while waiting or running:
             watch.check()
+            # The run-wide task's key is not an index; the indices riding on it are still in this run.
+            queue.update(lambda: {i for i in waiting.keys() | running.keys() if i != RUN_WIDE} | set(self.riders))
             now = time.monotonic()
             for index in sorted(waiting):
                 if len(running) >= self.workers:
