@@ -84,7 +84,7 @@ def card_text(curation, config, *, fmt: str = "files", fingerprint: str | None =
     from .export import reason_counts
     from .models_report import model_rows
 
-    rows = dataset_rows(curation)
+    rows = dataset_rows(curation, fmt)
     hours = float(rows["clip_duration_s"].sum() or 0) / 3600 if "clip_duration_s" in rows.columns else 0.0
     captioned = "caption" in rows.columns and rows["caption"].drop_nulls().len() > 0
     meta = header(rows.height, fmt, license_id, captioned)

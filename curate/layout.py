@@ -55,13 +55,13 @@ def published(table, roots: list[str]):
     return out.with_columns(exprs) if exprs else out
 
 
-def dataset_rows(curation):
+def dataset_rows(curation, fmt: str = "files"):
     """The rows a trainer gets: the kept clips that have a file (files) or a shard member (webdataset)."""
     import polars as pl
 
     if curation.is_empty() or "status" not in curation.columns:
         return curation.head(0)
-    has = "file_name" if "file_name" in curation.columns else "key"
+    has = "key" if fmt == "webdataset" else "file_name"
     if has not in curation.columns:
         return curation.head(0)
     rows = curation.filter((pl.col("status") == "ok") & pl.col(has).is_not_null())
@@ -90,3 +90,31 @@ def bucket_of(width: int, height: int, frames: int, buckets) -> str:
 
 def data_path(rel: str, bucket: str | None) -> str:
     return f"{DATA}/{bucket}/{rel}" if bucket else f"{DATA}/{rel}"
+
+
+def root_files(curation, config, fmt: str, fingerprint: str | None, license_id: str, scratch) -> list:
+    """The files at the root of a published tree, written under `scratch`: (relative name, local path)."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from . import wds
+    from .card import card_text
+
+    scratch = Path(scratch)
+    rows = dataset_rows(curation, fmt)
+    out, shards = [], None
+    if fmt == "webdataset":
+        counts = rows.group_by("shard").len().sort("shard").iter_rows() if rows.height else []
+        shards = [{"url": name, "nsamples": n} for name, n in counts]
+        (scratch / SHARD_INDEX).write_text(json.dumps(wds.shard_index(shards), indent=1) + "\n")
+        (scratch / SHARD_SPEC).write_text(yaml.safe_dump(wds.shard_spec(shards), sort_keys=False))
+        out += [(SHARD_INDEX, scratch / SHARD_INDEX), (SHARD_SPEC, scratch / SHARD_SPEC)]
+    else:
+        rows.write_parquet(scratch / METADATA)
+        out.append((METADATA, scratch / METADATA))
+    (scratch / "README.md").write_text(card_text(curation, config, fmt=fmt, fingerprint=fingerprint,
+                                                 license_id=license_id, shards=shards))
+    out.append(("README.md", scratch / "README.md"))
+    return out
