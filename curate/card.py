@@ -1,7 +1,7 @@
 """The dataset card: README.md with the Hub's YAML header, written from the run's curation table.
 
 Header: licence (`upload.license`), size category, task categories, tags and `configs` (the
-dataset itself, and the full curation table as a second config that is never the default).
+dataset's files; the full curation table sits in curation/, outside them).
 Body: clips and hours kept, where they came from, every threshold with how many clips it
 removed, the other reasons rows were left out, score distributions (histograms over the clips
 that reached the thresholds), buckets, models with their weights, the curate version and the
@@ -35,10 +35,9 @@ def header(rows: int, fmt: str, license_id: str, captioned: bool) -> dict:
         "size_categories": [size_category(rows)],
         "task_categories": ["text-to-video"] if captioned else ["video-classification"],
         "tags": ["video", "curate"] + (["webdataset"] if fmt == "webdataset" else []),
-        "configs": [
-            {"config_name": "default", "default": True, "data_files": [{"split": "train", "path": data}]},
-            {"config_name": "curation", "data_files": [{"split": "train", "path": f"{CURATION}/*.parquet"}]},
-        ],
+        # one config: datasets gives every config of a repo the builder of the default one, so the
+        # curation table (parquet) stays a folder beside the data, outside data_files
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data}]}],
     }
 
 
@@ -106,8 +105,8 @@ def card_text(curation, config, *, fmt: str = "files", fingerprint: str | None =
     else:
         out += [f"Format: video files under `{DATA}/` and `{METADATA}` (one row per clip, `file_name` relative "
                 "to the root), the layout `videofolder` loads.", ""]
-    out += [f"The full curation table (every input and clip, with `status` and `reason`) is the `curation` config "
-            f"(`{CURATION}/*.parquet`).", "", "## Load it", "", "```python", "from datasets import load_dataset",
+    out += [f"The full curation table (every input and clip, with `status` and `reason`) is `{CURATION}/*.parquet`: "
+            f"`load_dataset(\"parquet\", data_files=\"<root>/{CURATION}/*.parquet\")`.", "", "## Load it", "", "```python", "from datasets import load_dataset",
             "", "ds = load_dataset(\"<this repo or directory>\", split=\"train\")  # video frames need torchcodec",
             "```", ""]
     lines = threshold_lines(curation, config)
