@@ -100,7 +100,7 @@ def card_text(curation, config, *, fmt: str = "files", fingerprint: str | None =
     if fmt == "webdataset":
         total = sum(s["nsamples"] for s in shards or [])
         out += [f"Format: WebDataset, {len(shards or [])} tar shards ({total} samples) under `{DATA}/`, listed in "
-                "`shards.json` (with sample counts) and `shards.yaml` (webdataset's spec). Each sample is "
+                "`shards.json` (the wids index: each shard with its sample count). Each sample is "
                 "`<key>.mp4`, `<key>.json` (every column) and `<key>.txt` (the caption).", ""]
     else:
         out += [f"Format: video files under `{DATA}/` and `{METADATA}` (one row per clip, `file_name` relative "

@@ -3,7 +3,7 @@
     README.md                     dataset card (Hub YAML header: configs, licence, tags)
     metadata.parquet              files format: one row per kept clip, `file_name` relative to the root
     data/[<bucket>/]<input path>[/<clip id>].mp4        files format: the kept clips
-    data/[<bucket>/]<part>-NNNNNN.tar, shards.json, shards.yaml     webdataset format
+    data/[<bucket>/]<part>-NNNNNN.tar, shards.json (wids index)     webdataset format
     curation/<part>.parquet       every row of the run (kept or not, status, reason): its own config
 
 `load_dataset("videofolder", data_dir=root)` joins metadata.parquet (it reads no other table:
@@ -21,7 +21,6 @@ DATA = "data"
 CURATION = "curation"
 METADATA = "metadata.parquet"
 SHARD_INDEX = "shards.json"  # wids index: every shard with its sample count
-SHARD_SPEC = "shards.yaml"  # webdataset's MultiShardSample spec, one entry per bucket
 LOCAL_ONLY = ("path", "clip_path")  # what only means something on the machine that made it
 NOT_IN_DATASET = ("status", "reason", "keep", "upload_error", "part")  # every dataset row is ok
 
@@ -97,8 +96,6 @@ def root_files(curation, config, fmt: str, fingerprint: str | None, license_id: 
     import json
     from pathlib import Path
 
-    import yaml
-
     from . import wds
     from .card import card_text
 
@@ -109,8 +106,7 @@ def root_files(curation, config, fmt: str, fingerprint: str | None, license_id: 
         counts = rows.group_by("shard").len().sort("shard").iter_rows() if rows.height else []
         shards = [{"url": name, "nsamples": n} for name, n in counts]
         (scratch / SHARD_INDEX).write_text(json.dumps(wds.shard_index(shards), indent=1) + "\n")
-        (scratch / SHARD_SPEC).write_text(yaml.safe_dump(wds.shard_spec(shards), sort_keys=False))
-        out += [(SHARD_INDEX, scratch / SHARD_INDEX), (SHARD_SPEC, scratch / SHARD_SPEC)]
+        out.append((SHARD_INDEX, scratch / SHARD_INDEX))
     else:
         rows.write_parquet(scratch / METADATA)
         out.append((METADATA, scratch / METADATA))

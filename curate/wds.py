@@ -64,13 +64,3 @@ def shard_index(shards: list[dict]) -> dict:
     """The wids shard index (`shards.json`): every shard's path relative to the root and its sample count."""
     return {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": "curate",
             "shardlist": [{"url": s["url"], "nsamples": s["nsamples"]} for s in shards]}
-
-
-def shard_spec(shards: list[dict]) -> dict:
-    """webdataset's MultiShardSample spec (`shards.yaml`): one dataset per bucket folder."""
-    groups: dict[str, list[str]] = {}
-    for s in shards:
-        folder, _, name = s["url"].rpartition("/")
-        groups.setdefault(folder, []).append(name)
-    return {"datasets": [{"name": folder.rpartition("/")[2] or folder, "buckets": folder, "shards": names}
-                         for folder, names in sorted(groups.items())]}

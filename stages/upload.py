@@ -9,7 +9,7 @@ WORKDIR/dataset). The tree is the published layout of curate/layout.py:
 - `format: files`: `data/[<bucket>/]<input path>[/<clip id>].mp4` and, at the root, `metadata.parquet`
   (every kept clip of every index, `file_name` relative to the root), the table `videofolder` joins;
 - `format: webdataset`: `data/[<bucket>/]<part>-NNNNNN.tar` of about `shard_size_mb` and, at the root,
-  `shards.json` (wids index) and `shards.yaml` (webdataset's spec);
+  `shards.json` (the wids index: every shard with its sample count);
 - always `curation/<part>.parquet` (every row of the index, with status and reason), sent after the
   index's clips, so its presence says the index is complete; and the card `README.md`.
 

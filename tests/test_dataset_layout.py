@@ -46,9 +46,12 @@ def inputs(tmp_path_factory):
     return root
 
 
+WDS = "  format: webdataset\n  shard_size_mb: 0.2\n"
+
+
 def run_upload(tmp_path, inputs, extra: str, env: dict | None = None, workdir=None):
     with FakeCaptionServer() as llm:
-        cfg = write_config(tmp_path / "c.yaml", BASE.replace("URL", llm.url) + textwrap.dedent(extra))
+        cfg = write_config(tmp_path / "c.yaml", BASE.replace("URL", llm.url) + extra)
         proc = curate("local", "-w", workdir or tmp_path / "run", "-i", inputs, "-c", cfg, "--no-progress", "--json",
                       env={"TEST_CAPTION_KEY": KEY, **(env or {})})
     return json.loads(proc.stdout)
@@ -100,10 +103,8 @@ def check_card(root, fmt: str, rows: int):
 
 
 def test_directory_layout_loads_with_videofolder_scores_captions_audio_and_buckets(tmp_path, inputs):
-    doc = run_upload(tmp_path, inputs, """
-      buckets: {resolutions: [128, 240], aspects: ["1:1", "4:3", "16:9"], frames: [16, 48]}
-    clips: {resize: "256", fit: pad}
-    """)
+    doc = run_upload(tmp_path, inputs, '  buckets: {resolutions: [128, 240], aspects: ["1:1", "4:3", "16:9"], '
+                     'frames: [16, 48]}\nclips: {resize: "256", fit: pad}\n')
     root = tmp_path / "run" / "dataset"
     kept = kept_of(root)
     assert doc["clips_ok"] == kept.height > 5
@@ -135,20 +136,17 @@ def test_directory_layout_loads_with_videofolder_scores_captions_audio_and_bucke
 
 
 def test_webdataset_shards_load_with_webdataset_and_datasets_and_resume(tmp_path, inputs):
-    doc = run_upload(tmp_path, inputs, """
-      format: webdataset
-      shard_size_mb: 0.2
-    """)
+    doc = run_upload(tmp_path, inputs, WDS)
     root = tmp_path / "run" / "dataset"
     kept = kept_of(root)
     index = json.loads((root / "shards.json").read_text())
     assert len(index["shardlist"]) >= 2 and sum(s["nsamples"] for s in index["shardlist"]) == kept.height
     assert all((root / s["url"]).is_file() for s in index["shardlist"])
     got = loader(f"""
-    import json, yaml, webdataset as wds
-    spec = yaml.safe_load(open({str(root / 'shards.yaml')!r}))
-    spec["prefix"] = {str(root) + '/'!r}
-    samples = list(wds.WebDataset(spec, shardshuffle=False))
+    import json, webdataset as wds
+    index = json.load(open({str(root / 'shards.json')!r}))
+    urls = [{str(root) + '/'!r} + s["url"] for s in index["shardlist"]]
+    samples = list(wds.WebDataset(urls, shardshuffle=False))
     print(json.dumps([{{"key": s["__key__"], "meta": json.loads(s["json"]), "txt": s["txt"].decode(),
                        "mp4": len(s["mp4"])}} for s in samples]))
     """)
@@ -172,10 +170,7 @@ def test_webdataset_shards_load_with_webdataset_and_datasets_and_resume(tmp_path
     for marker in (tmp_path / "run").rglob("*"):
         if "upload" in marker.name and marker.is_file() and "markers" in marker.parts:
             marker.unlink()
-    again = run_upload(tmp_path, inputs, """
-      format: webdataset
-      shard_size_mb: 0.2
-    """)
+    again = run_upload(tmp_path, inputs, WDS)
     assert again["clips_ok"] == doc["clips_ok"]
     assert {p: p.stat().st_mtime_ns for p in (root / "data").glob("*.tar")} == before
 
