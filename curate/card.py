@@ -106,7 +106,8 @@ def card_text(curation, config, *, fmt: str = "files", fingerprint: str | None =
         out += [f"Format: video files under `{DATA}/` and `{METADATA}` (one row per clip, `file_name` relative "
                 "to the root), the layout `videofolder` loads.", ""]
     out += [f"The full curation table (every input and clip, with `status` and `reason`) is `{CURATION}/*.parquet`: "
-            f"`load_dataset(\"parquet\", data_files=\"<root>/{CURATION}/*.parquet\")`.", "", "## Load it", "", "```python", "from datasets import load_dataset",
+            f"`load_dataset(\"parquet\", data_files=\"<root>/{CURATION}/*.parquet\")`.", "",
+            "## Load it", "", "```python", "from datasets import load_dataset",
             "", "ds = load_dataset(\"<this repo or directory>\", split=\"train\")  # video frames need torchcodec",
             "```", ""]
     lines = threshold_lines(curation, config)

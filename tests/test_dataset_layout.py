@@ -160,7 +160,8 @@ def test_webdataset_shards_load_with_webdataset_and_datasets_and_resume(tmp_path
     from datasets import load_dataset
     ds = load_dataset({str(root)!r}, split="train")
     frame = ds[0]["mp4"].get_frame_at(0).data
-    print(json.dumps({{"rows": ds.num_rows, "ids": sorted(r["clip_id"] for r in ds["json"]), "frame": list(frame.shape)}}))
+    ids = sorted(r["clip_id"] for r in ds["json"])
+    print(json.dumps({{"rows": ds.num_rows, "ids": ids, "frame": list(frame.shape)}}))
     """)
     assert ds["rows"] == kept.height and ds["ids"] == sorted(kept["clip_id"]) and ds["frame"][0] == 3
     assert str(tmp_path) not in published_text(root)
