@@ -205,6 +205,18 @@ def test_export_output_dir_auto_mode_resize_and_videofolder(tmp_path, inputs):
     assert len(got["rows"]) == doc["clips_ok"] and got["frame"] == [3, 256, 256]
     assert all(r["caption"] for r in got["rows"])
     assert str(tmp_path) not in published_text(out)
+    # --config with a clips: section: audio dropped, so even the whole video with a sound track is re-encoded
+    quiet = write_config(tmp_path / "q.yaml", "clips: {audio: drop}\n")
+    doc = json.loads(curate("export", "-w", work, "--output-dir", tmp_path / "quiet", "--config", quiet,
+                            "--json").stdout)
+    dataset = pl.read_parquet(tmp_path / "quiet" / "metadata.parquet")
+    assert dataset.height == doc["clips_ok"] and not dataset["has_audio"].any()
+    loud = pl.read_parquet(out / "metadata.parquet")
+    assert loud.filter(pl.col("relpath") == "tone.mp4")["has_audio"].all()  # kept by default
+    for name in dataset.filter(pl.col("relpath") == "tone.mp4")["file_name"]:
+        streams = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
+                                  str(tmp_path / "quiet" / name)], capture_output=True, text=True).stdout.split()
+        assert streams == ["video"]
     bad = write_config(tmp_path / "t.yaml", "clips: {resize: '512'}\n")
     proc = curate("export", "-w", work, "--thresholds", bad, check=False)
     assert proc.returncode != 0 and "--resize" in proc.stderr and "Traceback" not in proc.stderr
