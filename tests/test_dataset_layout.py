@@ -220,3 +220,17 @@ def test_export_output_dir_auto_mode_resize_and_videofolder(tmp_path, inputs):
     bad = write_config(tmp_path / "t.yaml", "clips: {resize: '512'}\n")
     proc = curate("export", "-w", work, "--thresholds", bad, check=False)
     assert proc.returncode != 0 and "--resize" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_offline_filter_output_loads_with_videofolder(tmp_path, inputs):
+    out = tmp_path / "kept"
+    cfg = write_config(tmp_path / "c.yaml", "filter: {ocr: {enabled: false}, nsfw: {enabled: false}}\n")
+    doc = json.loads(curate("offline-filter", "-i", inputs, "-o", out, "-c", cfg, "--no-progress", "--json").stdout)
+    # the run directory inside the output (.curate-run) is hidden from the loader
+    got = loader(VIDEOFOLDER.replace("*ARGS", f"'videofolder', data_dir={str(out)!r}"))
+    assert sorted(r["relpath"] for r in got["rows"]) == sorted(
+        pl.read_parquet(out / "curation" / "clips.parquet").filter(pl.col("status") == "ok")["relpath"])
+    assert len(got["rows"]) == doc["clips_ok"] > 0 and got["frame"][0] == 3
+    assert str(tmp_path) not in published_text(out)
+    for row in got["rows"]:  # whole videos, linked as they are
+        assert os.path.samefile(out / "data" / row["relpath"], inputs / row["relpath"])
