@@ -90,7 +90,7 @@ def _link(src: Path, dest: Path, report: PublishReport) -> None:
 
 def copy_atomic(src: Path, dest: Path) -> None:
     """Copy under a temporary name, then rename: `dest` is never a half-written file."""
-    tmp = dest.with_name(f".{dest.name}.tmp-copy")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp-copy")  # per process: indices share root files
     try:
         shutil.copy2(src, tmp)
         os.replace(tmp, dest)

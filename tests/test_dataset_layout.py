@@ -49,11 +49,11 @@ def inputs(tmp_path_factory):
 WDS = "  format: webdataset\n  shard_size_mb: 0.2\n"
 
 
-def run_upload(tmp_path, inputs, extra: str, env: dict | None = None, workdir=None):
+def run_upload(tmp_path, inputs, extra: str, env: dict | None = None, workdir=None, parts: int = 1):
     with FakeCaptionServer() as llm:
         cfg = write_config(tmp_path / "c.yaml", BASE.replace("URL", llm.url) + extra)
         proc = curate("local", "-w", workdir or tmp_path / "run", "-i", inputs, "-c", cfg, "--no-progress", "--json",
-                      env={"TEST_CAPTION_KEY": KEY, **(env or {})})
+                      "--parts", str(parts), env={"TEST_CAPTION_KEY": KEY, **(env or {})})
     return json.loads(proc.stdout)
 
 
@@ -104,10 +104,13 @@ def check_card(root, fmt: str, rows: int):
 
 def test_directory_layout_loads_with_videofolder_scores_captions_audio_and_buckets(tmp_path, inputs):
     doc = run_upload(tmp_path, inputs, '  buckets: {resolutions: [128, 240], aspects: ["1:1", "4:3", "16:9"], '
-                     'frames: [16, 48]}\nclips: {resize: "256", fit: pad}\n')
+                     'frames: [16, 48]}\nclips: {resize: "256", fit: pad}\n', parts=3)
     root = tmp_path / "run" / "dataset"
     kept = kept_of(root)
     assert doc["clips_ok"] == kept.height > 5
+    # three indices, each its own curation table; the root table names the kept clips of all three
+    assert len(list((root / "curation").glob("part-*.parquet"))) == 3
+    assert sorted(pl.read_parquet(root / "metadata.parquet")["clip_id"]) == sorted(kept["clip_id"])
     got = loader(VIDEOFOLDER.replace("*ARGS", f"'videofolder', data_dir={str(root)!r}"))
     rows = {r["clip_id"]: r for r in got["rows"]}
     assert sorted(rows) == sorted(kept["clip_id"])  # one row per kept clip
@@ -123,7 +126,7 @@ def test_directory_layout_loads_with_videofolder_scores_captions_audio_and_bucke
                                                                    if r["relpath"] != "tone.mp4")
     assert {r["bucket"] for r in rows.values()} >= {"240p_1x1_48f"}
     # the curation table has every row, the ones left out with their reason
-    curation = pl.read_parquet(root / "curation" / "part-00000.parquet")
+    curation = pl.concat([pl.read_parquet(p) for p in (root / "curation").glob("*.parquet")], how="diagonal_relaxed")
     assert curation.height > kept.height and curation.filter(pl.col("status") != "ok")["reason"].is_not_null().all()
     text = published_text(root)
     assert str(tmp_path) not in text and str(inputs) not in text and "/tmp/" not in text
