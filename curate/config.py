@@ -73,6 +73,7 @@ class ClipsConfig(Section):
     crf: int = Field(default=20, ge=0, le=63)
     preset: str = "veryfast"
     fps: float | None = Field(default=None, gt=0)  # cap the frame rate of written clips (null: keep)
+    audio: Literal["keep", "drop"] = "keep"  # keep: AAC when re-encoded, copied when copied; drop: video only
 
 
 class LocalConfig(Section):

@@ -47,7 +47,7 @@ def materialize(run: RunDir, table, cfg: ClipsConfig, progress=None):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     cut_clip(row["path"], dest, row["start_s"], row["clip_duration_s"], cfg.mode, cfg.crf,
-                             video_filter(cfg), cfg.codec, cfg.preset)
+                             video_filter(cfg), cfg.codec, cfg.preset, audio=cfg.audio)
                 except Exception as exc:
                     status, reason, dest = "failed", f"writing the clip failed: {exc}", None
             path = str(dest) if dest else None

@@ -1,12 +1,15 @@
-"""Materialise the kept clips (or whole videos) under an output directory that mirrors each
-input's relative path, with the final table beside them (metadata.parquet, metadata.jsonl).
+"""Materialise the kept clips (or whole videos) under an output directory in the published
+layout (curate/layout.py): `data/<input path>[/<clip id>].mp4`, `metadata.parquet` (one row per
+kept clip, `file_name` relative to the root, the table `videofolder` joins), `curation/clips.parquet`
+(every row, with status and reason) and the dataset card `README.md`.
 
-copy modes: `link` (hard link; a symlink where the output is on another filesystem, said once),
-`copy`, `none` (metadata only) and `encode` (the `clips` settings: codec, crf, resize 720p/512/256
-with crop or pad, fps cap). link and copy keep files whole, so they take rows that are whole
-videos (`split.kind: none`); a clip cut out of a longer video needs `encode`. Every file is
-written under a temporary name and renamed, so an interrupted export leaves no half-written file
-and a rerun skips what is already there with the same settings.
+copy modes: `auto` (the default: `link` for whole videos written as they are, `encode` for clips cut
+out of longer videos or when resize, fps or dropping audio changes the file), `link` (hard link; a
+symlink where the output is on another filesystem, said once), `copy`, `none` (tables only) and
+`encode` (the `clips` settings: codec, crf, resize 720p/512/256 with crop or pad, fps cap, audio).
+link and copy keep files whole, so they take rows that are whole videos (`split.kind: none`).
+Every file is written under a temporary name and renamed, so an interrupted export leaves no
+half-written file and a rerun skips what is already there with the same settings.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from pathlib import Path, PurePosixPath
 from .config import ClipsConfig
 from .errors import CurateError
 from .hashing import stable_hash
-from .rundir import atomic_write_bytes, atomic_write_parquet, atomic_write_text
+from .rundir import atomic_write_parquet, atomic_write_text
 
-COPY_MODES = ("link", "copy", "none", "encode")
+COPY_MODES = ("auto", "link", "copy", "none", "encode")
 STATE_FILE = ".curate-export.json"  # what each file was written with, for reruns
 
 
@@ -87,7 +90,7 @@ def _link(src: Path, dest: Path, report: PublishReport) -> None:
 
 def copy_atomic(src: Path, dest: Path) -> None:
     """Copy under a temporary name, then rename: `dest` is never a half-written file."""
-    tmp = dest.with_name(f".{dest.name}.tmp-copy")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp-copy")  # per process: indices share root files
     try:
         shutil.copy2(src, tmp)
         os.replace(tmp, dest)
@@ -96,11 +99,22 @@ def copy_atomic(src: Path, dest: Path) -> None:
         raise
 
 
-def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, write_metadata: bool = True):
-    """Write the kept rows' files under out_dir; returns (table with output_path, report)."""
-    import polars as pl
+def row_mode(row: dict, mode: str, cfg: ClipsConfig) -> str:
+    """The copy mode of one row: `auto` links a whole video the clip settings would not change."""
+    if mode != "auto":
+        return mode
+    unchanged = cfg.resize == "none" and cfg.fps is None and (cfg.audio == "keep" or not row.get("has_audio"))
+    return "link" if whole_video(row) and unchanged else "encode"
 
-    from .clipfile import cut_clip
+
+def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, write_metadata: bool = True,
+            card=None):
+    """Write the kept rows' files under out_dir/data; returns (table with file_name and the written clip's
+    facts, report). With write_metadata, also the tree's tables and, when `card` is given (a callable of
+    the published curation table), its README.md."""
+
+    from .clipfile import clip_facts, cut_clip
+    from .layout import CURATION, DATA, METADATA, dataset_rows, local_roots, published
     from .materialize import video_filter
 
     if mode not in COPY_MODES:
@@ -112,19 +126,21 @@ def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, wr
         parts = [r for r in kept if not whole_video(r)]
         if parts:
             raise CurateError(f"--copy-mode {mode} keeps whole files, but {len(parts)} kept clips are parts of "
-                              "longer videos (e.g. " + parts[0]["clip_id"] + "): use --copy-mode encode, or "
-                              "split.kind: none (curate offline-filter) to filter whole videos")
+                              "longer videos (e.g. " + parts[0]["clip_id"] + "): use --copy-mode auto or encode, "
+                              "or split.kind: none (curate offline-filter) to filter whole videos")
     state_path = out_dir / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    tag = stable_hash({"mode": mode, **(cfg.model_dump() if mode == "encode" else {})})[:12]
     report = PublishReport()
     outputs: dict[str, str] = {}
+    facts: dict[str, dict] = {}
     try:
         taken: dict[str, str] = {}  # output path -> the clip written there
         for done, row in enumerate(kept, 1):
             if mode == "none":
                 break
-            rel = output_relpath(row, mode, cfg)
+            how = row_mode(row, mode, cfg)
+            tag = stable_hash({"mode": how, **(cfg.model_dump() if how == "encode" else {})})[:12]
+            rel = f"{DATA}/{output_relpath(row, how, cfg)}"
             if taken.setdefault(rel, row["clip_id"]) != row["clip_id"]:  # one name twice (a shard's duplicate members)
                 path = PurePosixPath(rel)
                 rel = path.with_name(f"{path.stem}.{row['clip_id']}{path.suffix}").as_posix()
@@ -134,25 +150,25 @@ def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, wr
                 dest = confined(out_dir, rel)
                 if dest.exists() and state.get(rel) == tag:
                     report.skipped += 1
-                    outputs[row["clip_id"]] = rel
-                    continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                if mode == "link":
-                    _link(src, dest, report)
-                elif mode == "copy":
-                    copy_atomic(src, dest)
                 else:
-                    cut_clip(str(src), dest, row["start_s"], row["clip_duration_s"], "reencode", cfg.crf,
-                             video_filter(cfg), cfg.codec, cfg.preset)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    if how == "link":
+                        _link(src, dest, report)
+                    elif how == "copy":
+                        copy_atomic(src, dest)
+                    else:
+                        cut_clip(str(src), dest, row["start_s"], row["clip_duration_s"], "reencode", cfg.crf,
+                                 video_filter(cfg), cfg.codec, cfg.preset, audio=cfg.audio)
+                    state[rel] = tag
+                    report.written += 1
+                facts[row["clip_id"]] = clip_facts(dest)
             except Exception as exc:  # one unwritable file is a row's failure, not the export's
                 report.failed += 1
                 report.notes.append(f"{rel}: {type(exc).__name__}: {exc}")
                 report.errors[row["clip_id"]] = f"{type(exc).__name__}: {exc}"
                 continue
-            state[rel] = tag
             outputs[row["clip_id"]] = rel
-            report.written += 1
-            if report.written % 20 == 0:
+            if report.written and report.written % 20 == 0:
                 atomic_write_text(state_path, json.dumps(state))
             if progress:
                 progress(done, len(kept))
@@ -161,9 +177,29 @@ def publish(table, out_dir: Path, mode: str, cfg: ClipsConfig, progress=None, wr
     if report.symlinked:
         report.notes.insert(0, f"{report.symlinked} files are symlinks: hard links are not possible from the input's "
                                "filesystem to the output's")
-    table = table.with_columns(output_path=pl.Series([outputs.get(r.get("clip_id")) if r.get("keep") else None
-                                                      for r in rows], dtype=pl.Utf8))
+    table = with_written(table, outputs, facts)
     if write_metadata:
-        atomic_write_parquet(out_dir / "metadata.parquet", table)
-        atomic_write_bytes(out_dir / "metadata.jsonl", table.write_ndjson().encode())
+        tree = published(table, local_roots(table, [str(out_dir)]))
+        for old in ("metadata.jsonl", "metadata.csv"):  # one metadata format per tree (an older export's)
+            (out_dir / old).unlink(missing_ok=True)
+        atomic_write_parquet(out_dir / METADATA, dataset_rows(tree))
+        atomic_write_parquet(out_dir / CURATION / "clips.parquet", tree)
+        if card is not None:
+            atomic_write_text(out_dir / "README.md", card(tree))
     return table, report
+
+
+def with_written(table, outputs: dict[str, str], facts: dict[str, dict]):
+    """The table with `file_name` (the written file, relative to the published root) and, for rows with a
+    file, what that file holds (its size, frame count and whether it has audio, in place of the source's)."""
+    import polars as pl
+
+    ids = table["clip_id"].to_list() if "clip_id" in table.columns else [None] * table.height
+    cols = {"file_name": pl.Series([outputs.get(c) for c in ids], dtype=pl.Utf8)}
+    for name, dtype in (("clip_width", pl.Int64), ("clip_height", pl.Int64), ("clip_fps", pl.Float64),
+                        ("clip_num_frames", pl.Int64)):
+        cols[name] = pl.Series([facts.get(c, {}).get(name) for c in ids], dtype=dtype)
+    source_audio = table["has_audio"].to_list() if "has_audio" in table.columns else [None] * table.height
+    cols["has_audio"] = pl.Series([facts[c]["has_audio"] if c in facts else a for c, a in zip(ids, source_audio)],
+                                  dtype=pl.Boolean)
+    return table.with_columns(**cols)

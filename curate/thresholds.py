@@ -25,6 +25,9 @@ def _walk(model: BaseModel, doc: dict, prefix: str, source: str) -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {prefix}{key} is a section; give its thresholds under it")
             _walk(current, value, f"{prefix}{key}.", source)
+        elif f"{prefix}{key}".startswith("clips."):  # how files are written, not what is kept
+            raise ConfigError(f"{source}: {prefix}{key} is not a threshold but how clip files are written; give it "
+                              "to export as --resize/--fit/--fps, or as a clips: section in `export --config F`")
         elif not (field.json_schema_extra or {}).get("decision"):
             raise ConfigError(f"{source}: {prefix}{key} is not a threshold (the [threshold] keys of "
                               "config.example.yaml); it changes the scores, so set it in the config and rerun")

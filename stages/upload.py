@@ -1,31 +1,58 @@
-"""upload: publish one index's kept clips and its metadata as part of a new dataset.
+"""upload: publish one index's kept clips and its tables as part of a new dataset.
 
 Per index, the clips that pass every threshold are written as export writes them (the `clips`
-settings: re-encoded, resized to 720p/512/256 with crop or pad, fps cap; whole videos with no
-resize are hard-linked instead) into a staging folder, then go to `upload.target_repo` (a Hugging
-Face dataset, created if missing) in commits of about `chunk_size_mb`, or to `upload.target_dir`
-(the same layout in a directory; the offline default is WORKDIR/dataset). Layout:
-`clips/<input path>[/<clip id>].mp4` and `metadata/part-NNNNN.parquet`, the metadata last, so an
-index's metadata in the target means all of its clips are there.
+settings; whole videos the settings leave as they are are hard-linked) into a staging folder,
+then go to `upload.target_repo` (a Hugging Face dataset, created if missing) in commits of about
+`chunk_size_mb`, or to `upload.target_dir` (the same tree in a directory; the offline default is
+WORKDIR/dataset). The tree is the published layout of curate/layout.py:
 
-A rerun uploads only what the target lacks: a file it already has with the same size and hash is
-skipped, so an interrupted upload resumes without duplicates. `cleanup_after_upload` deletes the
-index's downloads, extracted media, clip files and split's records once every commit is confirmed.
+- `format: files`: `data/[<bucket>/]<input path>[/<clip id>].mp4` and, at the root, `metadata.parquet`
+  (every kept clip of every index, `file_name` relative to the root), the table `videofolder` joins;
+- `format: webdataset`: `data/[<bucket>/]<part>-NNNNNN.tar` of about `shard_size_mb` and, at the root,
+  `shards.json` (the wids index: every shard with its sample count);
+- always `curation/<part>.parquet` (every row of the index, with status and reason), sent after the
+  index's clips, so its presence says the index is complete; and the card `README.md`.
+
+The root files are rebuilt from every index's curation table each time an index finishes, until
+the list of curation tables read is the list there after writing: the last index to finish
+writes root files that name every index. A rerun uploads only what the target lacks (same size
+and hash is skipped), so an interrupted upload resumes without duplicates. `cleanup_after_upload`
+deletes the index's downloads, extracted media, clip files and split's records once every commit
+is confirmed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
+from typing import Literal
 
-from pydantic import model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from curate.errors import CurateError
 from curate.rundir import part_name
 from curate.sections import Runtime, StageSection
 
 from .base import Stage, earlier_decisions
+
+
+class BucketsConfig(BaseModel):
+    """Training buckets, as video trainers batch them: a clip goes to the largest resolution (short
+    side, px) and length (frames) it reaches and the nearest aspect ratio (width:height)."""
+
+    model_config = ConfigDict(extra="forbid")
+    resolutions: list[int] = Field(default=[256, 512, 720], min_length=1)
+    aspects: list[str] = Field(default=["9:16", "3:4", "1:1", "4:3", "16:9"], min_length=1)
+    frames: list[int] = Field(default=[16, 32, 64, 128], min_length=1)
+
+    @field_validator("aspects")
+    @classmethod
+    def _aspects(cls, v: list[str]) -> list[str]:
+        for a in v:
+            w, _, h = a.partition(":")
+            if not (w.isdigit() and h.isdigit() and int(w) and int(h)):
+                raise ValueError(f"aspect {a!r}: write width:height, e.g. 16:9")
+        return v
 
 
 class UploadConfig(StageSection):
@@ -35,6 +62,10 @@ class UploadConfig(StageSection):
     private: bool = True
     chunk_size_mb: float = Runtime(500.0, gt=0)  # about this much per commit
     cleanup_after_upload: bool = Runtime(False)
+    format: Literal["files", "webdataset"] = "files"  # video files + metadata.parquet, or tar shards
+    shard_size_mb: float = Field(default=1000.0, gt=0)  # webdataset: about this much video per tar
+    buckets: BucketsConfig | None = None  # resolution x aspect x frames: a folder (or shard set) per bucket
+    license: str = "other"  # the card's licence id (Hub ids: cc-by-4.0, apache-2.0, ...)
 
     @model_validator(mode="after")
     def _one_target(self) -> UploadConfig:
@@ -53,33 +84,8 @@ class UploadConfig(StageSection):
         return self.target_repo or str(self.target_root(run_root))
 
 
-def _digest(path: Path, digest) -> str:
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    return _digest(path, hashlib.sha256())
-
-
-def git_blob_sha(path: Path) -> str:
-    """The git object id of a file: what the Hub lists for files not stored through LFS."""
-    return _digest(path, hashlib.sha1(b"blob %d\0" % path.stat().st_size))
-
-
-def chunks(files: list[tuple[str, Path]], limit_bytes: float) -> list[list[tuple[str, Path]]]:
-    """Files in commits of about limit_bytes each (a bigger file is a commit of its own)."""
-    out: list[list[tuple[str, Path]]] = [[]]
-    size = 0
-    for rel, path in files:
-        if out[-1] and size + path.stat().st_size > limit_bytes:
-            out.append([])
-            size = 0
-        out[-1].append((rel, path))
-        size += path.stat().st_size
-    return [c for c in out if c]
+# kept importable from here: the hashing and commit chunking of targets
+from curate.targets import chunks, git_blob_sha, sha256_of  # noqa: E402,F401
 
 
 class UploadStage(Stage):
@@ -89,7 +95,9 @@ class UploadStage(Stage):
 
     @classmethod
     def columns(cls, cfg) -> dict[str, str]:
-        return {"upload_path": "Utf8", "upload_error": "Utf8"}
+        return {"file_name": "Utf8", "upload_error": "Utf8", "bucket": "Utf8", "shard": "Utf8", "key": "Utf8",
+                "clip_width": "Int64", "clip_height": "Int64", "clip_fps": "Float64", "clip_num_frames": "Int64",
+                "has_audio": "Boolean"}
 
     @classmethod
     def outcome(cls, run, cfg) -> dict:
@@ -114,87 +122,128 @@ class UploadStage(Stage):
         import polars as pl
 
         from curate.decisions import apply_decisions
-        from curate.publish import publish, whole_video
+        from curate.layout import CURATION, local_roots, published
+        from curate.publish import publish
         from curate.rundir import atomic_write_parquet
 
         config = self.ctx.plan.config
-        staging = self.ctx.run.root / "upload" / part_name(self.ctx.index)
+        part = part_name(self.ctx.index)
+        staging = self.ctx.run.root / "upload" / part
         decided = apply_decisions(rows, config)
-        kept = decided.filter(pl.col("keep")).to_dicts()
-        plain = all(whole_video(r) for r in kept) and config.clips.resize == "none" and config.clips.fps is None
-        written, report = publish(decided, staging / "clips", "link" if plain else "encode", config.clips,
-                                  write_metadata=False)
+        written, report = publish(decided, staging, "auto", config.clips, write_metadata=False)
         if report.failed:
             self.ctx.log(f"upload[{self.ctx.index}] {report.failed} clips could not be written: "
                          + "; ".join(report.notes[-3:]))
-        paths = written["output_path"].to_list()
-        uploaded = pl.Series("upload_path", [f"clips/{p}" if p else None for p in paths], dtype=pl.Utf8)
         # a kept clip whose file could not be written says why, instead of silently lacking a path
         errors = pl.Series("upload_error", [f"upload: clip file not written: {report.errors[c]}"
                                             if c in report.errors else None for c in written["clip_id"]],
                            dtype=pl.Utf8)
-        out = rows.with_columns(uploaded, errors)
-        meta_rel = f"metadata/{part_name(self.ctx.index)}.parquet"
-        atomic_write_parquet(staging / meta_rel, written.drop("output_path").with_columns(uploaded, errors))
-        files = [(f"clips/{p}", staging / "clips" / p) for p in sorted(set(p for p in paths if p))]
-        files.append((meta_rel, staging / meta_rel))  # last: its presence says the index is complete
-        if self.cfg.target_repo:
-            sent, skipped = self._to_repo(files)
+        written = written.with_columns(errors, bucket=pl.Series(self._buckets(written), dtype=pl.Utf8))
+        if self.cfg.format == "webdataset":
+            written, files = self._shards(written, staging, part)
         else:
-            sent, skipped = self._to_dir(files)
-        target = self.cfg.destination(self.ctx.run.root)
-        self.ctx.stats.update(files_sent=sent, files_skipped=skipped, clips_uploaded=len(files) - 1, target=target)
-        self.ctx.log(f"upload[{self.ctx.index}] {sent} files sent, {skipped} already there -> {target}")
+            written, files = self._files(written, staging)
+        cur_rel = f"{CURATION}/{part}.parquet"
+        tree = published(written, local_roots(written, [str(self.ctx.run.root)]))
+        atomic_write_parquet(staging / cur_rel, tree)
+        files.append((cur_rel, staging / cur_rel))  # last: its presence says the index is complete
+        target = self._target()
+        sent, skipped = target.send(files, f"upload[{self.ctx.index}] {part}", self.ctx.log)
+        self._refresh_root(target, staging)
+        self.ctx.stats.update(files_sent=sent, files_skipped=skipped, clips_uploaded=int(tree["file_name"].is_not_null()
+                              .sum() if self.cfg.format == "files" else tree["key"].is_not_null().sum()),
+                              target=target.name)
+        self.ctx.log(f"upload[{self.ctx.index}] {sent} files sent, {skipped} already there -> {target.name}")
         if self.cfg.cleanup_after_upload:
             self._cleanup(staging)
-        return out
+        return rows.with_columns([written[c] for c in self.columns(self.cfg)])
 
-    def _to_dir(self, files: list[tuple[str, Path]]) -> tuple[int, int]:
-        from curate.publish import confined, copy_atomic
+    def _buckets(self, written) -> list[str | None]:
+        from curate.layout import bucket_of
 
-        root = self.cfg.target_root(self.ctx.run.root)
-        sent = skipped = 0
-        for rel, path in files:
-            dest = confined(root, rel)  # publish built rel from safe parts; this holds if it ever did not
-            if dest.is_file() and dest.stat().st_size == path.stat().st_size and sha256_of(dest) == sha256_of(path):
-                skipped += 1
+        if self.cfg.buckets is None:
+            return [None] * written.height
+        return [bucket_of(w, h, n, self.cfg.buckets) if f else None for f, w, h, n in
+                written.select("file_name", "clip_width", "clip_height", "clip_num_frames").iter_rows()]
+
+    def _files(self, written, staging: Path):
+        """files format: each clip at data/[<bucket>/]<path>, `file_name` saying where."""
+        import polars as pl
+
+        from curate.layout import DATA, data_path
+
+        names, files = [], []
+        for rel, bucket in written.select("file_name", "bucket").iter_rows():
+            if rel is None:
+                names.append(None)
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            copy_atomic(path, dest)
-            sent += 1
-        return sent, skipped
+            name = data_path(rel[len(DATA) + 1:], bucket)
+            names.append(name)
+            files.append((name, staging / rel))
+        return written.with_columns(file_name=pl.Series(names, dtype=pl.Utf8),
+                                    shard=pl.lit(None, pl.Utf8), key=pl.lit(None, pl.Utf8)), sorted(set(files))
 
-    def _to_repo(self, files: list[tuple[str, Path]]) -> tuple[int, int]:
-        from huggingface_hub import CommitOperationAdd, HfApi
+    def _shards(self, written, staging: Path, part: str):
+        """webdataset format: the clips of each bucket in tars of about shard_size_mb."""
+        import polars as pl
 
-        from curate.hub import REPO_TYPE, explain, list_files, retried
-        from curate.publish import check_relpath
+        from curate import wds
+        from curate.layout import DATA, local_roots, published
 
-        for rel, _ in files:  # a path in the repo must not climb out of clips/ (publish never gives one that does)
-            check_relpath(rel)
-        api, repo = HfApi(), self.cfg.target_repo
-        try:
-            retried(api.create_repo, repo, repo_type=REPO_TYPE, private=self.cfg.private, exist_ok=True)
-        except Exception as exc:
-            raise explain(exc, f"creating dataset {repo} for upload") from None
-        remote = {f.path: f for f in list_files(repo)}  # says itself what failed
-        todo = []
-        for rel, path in files:
-            there = remote.get(rel)
-            if there and there.size == path.stat().st_size and (
-                    there.sha256 == sha256_of(path) if there.sha256 else there.blob_id == git_blob_sha(path)):
-                continue
-            todo.append((rel, path))
-        batches = chunks(todo, self.cfg.chunk_size_mb * 1e6)
-        for n, batch in enumerate(batches, 1):
-            operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in batch]
-            message = f"curate: {part_name(self.ctx.index)} ({n}/{len(batches)}, {len(batch)} files)"
-            try:
-                retried(api.create_commit, repo, operations, commit_message=message, repo_type=REPO_TYPE)
-            except Exception as exc:  # the commits before this one stay; a rerun sends only the rest
-                raise explain(exc, f"commit {n}/{len(batches)} to {repo}") from None
-            self.ctx.log(f"upload[{self.ctx.index}] commit {n}/{len(batches)}: {len(batch)} files")
-        return len(todo), len(files) - len(todo)
+        meta = published(written, local_roots(written, [str(self.ctx.run.root)]))
+        by_bucket: dict[str | None, list[dict]] = {}
+        for row, out in zip(written.iter_rows(named=True), meta.drop("file_name").iter_rows(named=True)):
+            if row["file_name"]:
+                key = wds.sample_key(row["clip_id"])
+                sample = {"key": key, "video": staging / row["file_name"], "ext": Path(row["file_name"]).suffix,
+                          "meta": {**out, "key": key}, "caption": row.get("caption"), "clip_id": row["clip_id"]}
+                by_bucket.setdefault(row["bucket"], []).append(sample)
+        shard_of, files = {}, []
+        (staging / "shards").mkdir(parents=True, exist_ok=True)
+        for bucket, samples in sorted(by_bucket.items(), key=lambda kv: kv[0] or ""):
+            folder = f"{DATA}/{bucket}" if bucket else DATA
+            for n, group in enumerate(wds.plan_shards(samples, self.cfg.shard_size_mb * 1e6)):
+                name = f"{folder}/{part}-{n:06d}{wds.SUFFIX}"
+                for s in group:
+                    s["meta"]["shard"] = name
+                local = staging / "shards" / name.replace("/", "__")
+                wds.write_shard(local, group)
+                files.append((name, local))
+                shard_of.update({s["clip_id"]: (name, s["key"]) for s in group})
+        ids = written["clip_id"].to_list()
+        return written.with_columns(
+            file_name=pl.lit(None, pl.Utf8),
+            shard=pl.Series([shard_of.get(c, (None, None))[0] for c in ids], dtype=pl.Utf8),
+            key=pl.Series([shard_of.get(c, (None, None))[1] for c in ids], dtype=pl.Utf8)), files
+
+    def _target(self):
+        from curate.targets import DirTarget, RepoTarget
+
+        if self.cfg.target_repo:
+            return RepoTarget(self.cfg.target_repo, self.cfg.private, self.cfg.chunk_size_mb * 1e6)
+        return DirTarget(self.cfg.target_root(self.ctx.run.root))
+
+    def _refresh_root(self, target, staging: Path) -> None:
+        """The root files from every index's curation table there, rewritten until that list stands still."""
+        import polars as pl
+
+        from curate.hashing import stable_hash
+        from curate.layout import CURATION, root_files
+        from curate.targets import scratch_dir
+
+        plan, seen = self.ctx.plan, None
+        for _ in range(20):
+            names = target.names(CURATION)
+            if names == seen:
+                return
+            scratch = scratch_dir(staging / "root")
+            curation = pl.concat([pl.read_parquet(target.local(n, scratch)) for n in names], how="diagonal_relaxed")
+            out = root_files(curation, plan.config, self.cfg.format, stable_hash(plan.fingerprints)[:16],
+                             self.cfg.license, scratch)
+            target.send(out, f"upload[{self.ctx.index}] root files", self.ctx.log)
+            shutil.rmtree(scratch, ignore_errors=True)
+            seen = names
+        self.ctx.log(f"upload[{self.ctx.index}] other indices kept finishing; the last one rewrites the root files")
 
     def _cleanup(self, staging: Path) -> None:
         """Everything of this index the run made and no longer needs (never the user's input files)."""

@@ -86,6 +86,8 @@ class FakeHub(LocalServer):
                     return self.commit(h, repo_id, body)
                 if not rest or rest[:1] == ["revision"]:
                     return self.info(h, repo_id)
+            if parts[:2] == ["api", "validate-yaml"]:
+                return self.validate_yaml(h, json.loads(body))
             if parts[:3] == ["api", "repos", "create"]:
                 return self.create(h, json.loads(body))
             if parts[:1] == ["datasets"] and len(parts) >= 5 and parts[3] == "resolve":
@@ -112,6 +114,9 @@ class FakeHub(LocalServer):
             if "/" in rel and not recursive:
                 folders.add(path[: len(path) - len(rel)] + rel.split("/")[0])
                 continue
+            if recursive:  # the Hub lists every folder on the way too (HfFileSystem.find relies on it)
+                pieces = rel.split("/")[:-1]
+                folders.update(path[: len(path) - len(rel)] + "/".join(pieces[:i]) for i in range(1, len(pieces) + 1))
             data = repo.files[path]
             entry = {"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
             if path in repo.lfs:
@@ -164,6 +169,36 @@ class FakeHub(LocalServer):
             h.connection.shutdown(2)
             return
         h.wfile.write(body)
+
+    SIZES = {"n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B", "1B<n<10B",
+             "10B<n<100B", "100B<n<1T", "n>1T"}
+
+    def validate_yaml(self, h, payload: dict) -> None:
+        """POST /api/validate-yaml (the client sends a README.md's text before committing it): the header
+        must parse, and the keys the Hub types (configs, size_categories, licence) must have its shapes."""
+        import yaml
+
+        content = payload.get("content", "")
+        errors = []
+        if content.startswith("---\n"):
+            try:
+                meta = yaml.safe_load(content[4:content.index("\n---", 4)]) or {}
+            except (yaml.YAMLError, ValueError) as exc:
+                return self.reply(h, 400, {"error": f"Invalid YAML in README.md: {exc}"})
+            if not isinstance(meta, dict):
+                errors.append("metadata is not a mapping")
+            else:
+                if not set(meta.get("size_categories") or []) <= self.SIZES:
+                    errors.append(f"size_categories {meta['size_categories']} is not one of the Hub's")
+                if "license" in meta and not isinstance(meta["license"], str):
+                    errors.append("license must be a string")
+                for config in meta.get("configs") or []:
+                    if not isinstance(config.get("config_name"), str) or "data_files" not in config:
+                        errors.append(f"config {config} needs config_name and data_files")
+        if errors:
+            return self.reply(h, 400, {"error": "; ".join(errors)})
+        self.reply(h, 200, {"errors": [], "warnings": []})
+        self.validated = getattr(self, "validated", 0) + 1
 
     def create(self, h, payload: dict) -> None:
         repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]

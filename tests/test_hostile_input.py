@@ -49,25 +49,25 @@ def test_hostile_names_stay_inside_the_export(tmp_path, video):
     curate("offline-filter", "-i", inp, "-o", out, "-c", cfg, "--no-progress")
     assert _outside(tmp_path, {"in", "a", "c.yaml"}) == []
     assert os.listdir(tmp_path / "a" / "b") == ["out"]
-    meta = pl.read_parquet(out / "metadata.parquet")
+    meta = pl.read_parquet(out / "curation" / "clips.parquet")
     for rel in (CLIMB, "shard.tar::..::..::..::..::escaped::MEMBER.mp4"):
         (row,) = _rows(meta, rel)
-        assert row["status"] == "ok" and row["output_path"]
-        written = out / row["output_path"]
+        assert row["status"] == "ok" and row["file_name"]
+        written = out / row["file_name"]
         assert written.is_file() and written.resolve().is_relative_to(out.resolve())
 
 
 def test_hostile_names_stay_inside_the_upload_target(tmp_path, video):
     inp, target = tmp_path / "in", tmp_path / "a" / "b" / "ds"
     inp.mkdir()
-    (inp / CLIMB).write_bytes(video)  # from ds/clips: one '..' is eaten by clips/
+    (inp / CLIMB).write_bytes(video)  # from ds/data: one '..' is eaten by data/
     cfg = write_config(tmp_path / "c.yaml", FAST + f"split:\n  kind: none\nupload:\n  enabled: true\n"
                                                    f"  target_dir: {target}\n")
     curate("local", "-i", inp, "-w", tmp_path / "run", "-c", cfg, "--no-progress")
     assert _outside(tmp_path, {"in", "a", "run", "c.yaml"}) == []
     assert not (tmp_path / "a" / "escaped").exists()
     (row,) = _rows(pl.read_parquet(tmp_path / "run" / "metadata" / "clips.parquet"), CLIMB)
-    assert row["status"] == "ok" and (target / row["upload_path"]).resolve().is_relative_to(target.resolve())
+    assert row["status"] == "ok" and (target / row["file_name"]).resolve().is_relative_to(target.resolve())
 
 
 def test_output_paths_are_built_from_parts_that_cannot_climb():

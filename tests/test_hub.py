@@ -86,9 +86,9 @@ def test_fetch_downloads_each_index_own_shards_through_faults(hub, tmp_path):
     assert not list((tmp_path / "run" / "media").rglob("*.mp4"))
     uploaded = sorted(p.relative_to(tmp_path / "run" / "dataset").as_posix()
                       for p in (tmp_path / "run" / "dataset").rglob("*.mp4"))
-    assert uploaded == ["clips/data/train-000.tar/clips/bikes.mp4",
-                        "clips/data/train-000.tar/clips/carphone_pristine.mp4",
-                        "clips/data/train-001.tar/clips/cuts_6shots.mp4"]
+    assert uploaded == ["data/data/train-000.tar/clips/bikes.mp4",
+                        "data/data/train-000.tar/clips/carphone_pristine.mp4",
+                        "data/data/train-001.tar/clips/cuts_6shots.mp4"]
 
 
 def test_fetch_uses_the_hf_cache_and_plain_video_files(hub, tmp_path):
@@ -154,15 +154,17 @@ def test_upload_commits_in_chunks_and_an_interrupted_upload_resumes_without_dupl
                                env=env).stdout)
     assert second["failed"] == {}
     committed = [path for commit in repo.commits for path in commit["files"]]
-    assert len(committed) == len(set(committed)) == 4  # three videos and the metadata part, each sent once
-    assert sorted(repo.files) == ["clips/bikes.mp4", "clips/carphone_pristine.mp4", "clips/cuts_6shots.mp4",
-                                  "metadata/part-00000.parquet"]
-    assert repo.files["clips/bikes.mp4"] == (SAMPLES / "bikes.mp4").read_bytes()  # whole videos, no resize: as is
-    meta = pl.read_parquet(io.BytesIO(repo.files["metadata/part-00000.parquet"]))
-    assert set(meta.filter(pl.col("keep"))["upload_path"]) == {"clips/bikes.mp4", "clips/carphone_pristine.mp4",
-                                                              "clips/cuts_6shots.mp4"}
+    # three videos, the index's curation table, the root metadata.parquet and the card, each sent once
+    assert len(committed) == len(set(committed)) == 6
+    assert sorted(repo.files) == ["README.md", "curation/part-00000.parquet", "data/bikes.mp4",
+                                  "data/carphone_pristine.mp4", "data/cuts_6shots.mp4", "metadata.parquet"]
+    assert repo.files["data/bikes.mp4"] == (SAMPLES / "bikes.mp4").read_bytes()  # whole videos, no resize: as is
+    meta = pl.read_parquet(io.BytesIO(repo.files["metadata.parquet"]))
+    assert set(meta["file_name"]) == {"data/bikes.mp4", "data/carphone_pristine.mp4", "data/cuts_6shots.mp4"}
+    curation = pl.read_parquet(io.BytesIO(repo.files["curation/part-00000.parquet"]))
+    assert set(curation.filter(pl.col("keep"))["file_name"]) == set(meta["file_name"])
     final = pl.read_parquet(second["table"])
-    assert final["upload_path"].drop_nulls().len() == 3
+    assert final["file_name"].drop_nulls().len() == 3
 
 
 def test_upload_without_a_token_stops_before_any_work(hub, tmp_path):

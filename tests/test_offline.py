@@ -49,17 +49,19 @@ def test_link_mode_mirrors_the_tree_and_a_rerun_skips(tree, tmp_path):
     out = tmp_path / "out"
     _, doc = offline(tree, out)
     kept = {"day1/cam0/carphone.mp4", "day1/pan.mp4", "day2/long.mp4"}
-    linked = {p.relative_to(out).as_posix() for p in out.rglob("*.mp4") if ".curate-run" not in p.parts}
+    linked = {p.relative_to(out / "data").as_posix() for p in out.rglob("*.mp4") if ".curate-run" not in p.parts}
     assert linked == kept
-    for rel in kept:  # the same file, not a copy
-        assert os.path.samefile(out / rel, tree / rel)
-    meta = pl.read_parquet(out / "metadata.parquet")
+    for rel in kept:  # the same file, not a copy (auto: whole videos the clip settings leave as they are)
+        assert os.path.samefile(out / "data" / rel, tree / rel)
+    meta = pl.read_parquet(out / "curation" / "clips.parquet")
     assert set(meta["relpath"]) == kept | {"day2/flash.mp4", "day2/broken.mp4"}
     assert meta.filter(pl.col("relpath") == "day2/long.mp4")["clip_duration_s"][0] == pytest.approx(40, abs=0.1)
     assert meta.filter(pl.col("relpath") == "day2/broken.mp4")["status"][0] == "failed"
     assert meta.filter(pl.col("relpath") == "day2/flash.mp4")["reason"][0].startswith("flash:")
-    assert sorted(meta["output_path"].drop_nulls()) == sorted(kept)
-    assert (out / "metadata.jsonl").read_text().count("\n") == meta.height
+    assert sorted(meta["file_name"].drop_nulls()) == sorted(f"data/{rel}" for rel in kept)
+    dataset = pl.read_parquet(out / "metadata.parquet")  # what videofolder joins: the kept videos only
+    assert sorted(dataset["file_name"]) == sorted(meta["file_name"].drop_nulls()) and "status" not in dataset.columns
+    assert not (out / "metadata.jsonl").exists() and (out / "README.md").read_text().startswith("---\n")
     assert doc["videos"] == 5 and doc["clips_ok"] == 3 and doc["files_written"] == 3
     assert doc["by_reason"] == {"failed: not a readable media file": 1, "filtered: flash": 1}
     _, again = offline(tree, out)
@@ -69,7 +71,7 @@ def test_link_mode_mirrors_the_tree_and_a_rerun_skips(tree, tmp_path):
 def test_copy_and_encode_modes(tree, tmp_path):
     copied = tmp_path / "copied"
     offline(tree, copied, "--copy-mode", "copy")
-    src, dst = tree / "day1" / "pan.mp4", copied / "day1" / "pan.mp4"
+    src, dst = tree / "day1" / "pan.mp4", copied / "data" / "day1" / "pan.mp4"
     assert not os.path.samefile(src, dst) and dst.read_bytes() == src.read_bytes()
     encoded = tmp_path / "encoded"
     (tmp_path / "encoded.yaml").write_text(FAST)
@@ -78,14 +80,14 @@ def test_copy_and_encode_modes(tree, tmp_path):
                   "--json")
     assert json.loads(proc.stdout)["files_written"] == 3
     for rel in ("day1/pan.mp4", "day2/long.mp4", "day1/cam0/carphone.mp4"):
-        source, written = probe(tree / rel), probe(encoded / rel)
+        source, written = probe(tree / rel), probe(encoded / "data" / rel)
         assert (written["width"], written["height"]) == (256, 256)
         one_frame = 1 / eval(source["r_frame_rate"])
         assert abs(written["duration"] - source["duration"]) <= one_frame + 1e-3, rel
 
 
 def finished(out):
-    return [p for p in out.glob("day*/**/*.mp4") if not p.name.startswith(".")]
+    return [p for p in out.glob("data/day*/**/*.mp4") if not p.name.startswith(".")]
 
 
 def test_an_interrupted_export_leaves_no_half_file_and_resumes(tree, tmp_path):
@@ -99,7 +101,7 @@ def test_an_interrupted_export_leaves_no_half_file_and_resumes(tree, tmp_path):
            "--copy-mode", "encode", "--json"]
     export = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while not list(out.glob("day*/**/.*tmp*")) and not finished(out):
+    while not list(out.glob("data/day*/**/.*tmp*")) and not finished(out):
         assert time.time() < deadline and export.poll() is None, "the export never started writing"
         time.sleep(0.02)
     os.kill(export.pid, signal.SIGKILL)
@@ -118,7 +120,11 @@ def test_link_mode_refuses_parts_of_videos_and_split_none_windows(tmp_path):
     workdir = tmp_path / "run"
     curate("local", "-w", workdir, "-i", inputs, "-c", write_config(tmp_path / "c.yaml", FAST), "--no-progress")
     proc = curate("export", "-w", workdir, "--output-dir", tmp_path / "out", "--copy-mode", "link", check=False)
-    assert proc.returncode == 2 and "parts of longer videos" in proc.stderr and "--copy-mode encode" in proc.stderr
+    assert proc.returncode == 2 and "parts of longer videos" in proc.stderr
+    assert "--copy-mode auto or encode" in proc.stderr
+    # the default, auto, encodes clips cut out of a longer video
+    auto = json.loads(curate("export", "-w", workdir, "--output-dir", tmp_path / "auto", "--json").stdout)
+    assert auto["copy_mode"] == "auto" and auto["files_written"] == auto["clips_ok"] > 1
     # split.kind none with a max_s: a 12.6 s video becomes equal windows, no decode needed
     cfg = write_config(tmp_path / "w.yaml", FAST + "split:\n  kind: none\n  max_s: 5\n")
     curate("local", "-w", tmp_path / "run2", "-i", inputs, "-c", cfg, "--no-progress")
@@ -134,7 +140,7 @@ def test_links_across_filesystems_fall_back_to_symlinks(tree, tmp_path):
     out = shm / f"curate-test-{os.getpid()}"
     try:
         proc, doc = offline(tree, out, "--workdir", str(tmp_path / "run"))
-        linked = out / "day1" / "pan.mp4"
+        linked = out / "data" / "day1" / "pan.mp4"
         assert linked.is_symlink() and os.path.samefile(linked, tree / "day1" / "pan.mp4")
         text = curate("export", "-w", tmp_path / "run", "--output-dir", out / "again", "--copy-mode", "link").stdout
         assert "symlinks: hard links are not possible" in text

@@ -181,7 +181,8 @@ def local(
 def offline_filter(
     input_dir: Path = typer.Option(..., "--input-dir", "-i", help="A tree of videos (searched recursively)."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where the kept videos and metadata go."),
-    copy_mode: str = typer.Option("link", "--copy-mode", help="link (default), copy, none or encode."),
+    copy_mode: str = typer.Option("auto", "--copy-mode", help="auto (default: link whole videos the clips: settings "
+                                                           "leave as they are), link, copy, none or encode."),
     config: Optional[Path] = ConfigOpt,
     workdir: Optional[Path] = typer.Option(None, "--workdir", "-w",
                                            help="Run directory (default: `workdir:` in --config, else "
@@ -212,7 +213,7 @@ def offline_filter(
         result = LocalExecutor(run_dir, plan, workers or plan.config.local.workers, progress=on_event).execute()
     _, table, _ = export(run_dir, plan)
     doc = {"workdir": str(run_dir.root), **summary(table),
-           **publish_output(table, output_dir, copy_mode, plan.config.clips, as_json, bar=progress)}
+           **publish_output(table, output_dir, copy_mode, plan.config.clips, as_json, bar=progress, plan=plan)}
     doc["by_reason"] = reason_counts(table)
     doc["failed_indices"] = {str(k): v for k, v in result.failed.items()}
     if as_json:

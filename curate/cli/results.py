@@ -20,11 +20,18 @@ def export_cmd(
     fmt: str = typer.Option("parquet", "--format", help="parquet or jsonl."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Default: WORKDIR/metadata/clips.<format>."),
     output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", help="Also write the kept clips (or whole videos) here, mirroring each input's "
-                                   "relative path, with metadata.parquet and metadata.jsonl."),
-    copy_mode: str = typer.Option("link", "--copy-mode",
-                                  help="With --output-dir: link (hard link, else symlink), copy, none (metadata "
-                                       "only) or encode (the clips: settings)."),
+        None, "--output-dir", help="Also publish the kept clips here as a dataset `datasets` loads: data/<input "
+                                   "path>[/<clip id>].mp4, metadata.parquet, curation/clips.parquet, README.md."),
+    copy_mode: str = typer.Option("auto", "--copy-mode",
+                                  help="With --output-dir: auto (link whole videos, encode clips cut out of longer "
+                                       "ones), link (hard link, else symlink), copy, none (tables only) or encode "
+                                       "(the clips: settings)."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="With --output-dir: none, 720p, 512 or 256 "
+                                                                 "(instead of clips.resize)."),
+    fit: Optional[str] = typer.Option(None, "--fit", help="With --resize 512/256: crop or pad."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="With --output-dir: cap the frame rate of written clips."),
+    clips_config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                                help="A YAML file whose clips: section says how files are written."),
     thresholds: Optional[Path] = ThresholdsOpt,
     as_json: bool = JsonOpt,
 ):
@@ -37,6 +44,7 @@ def export_cmd(
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run_dir = RunDir.at(resolve_workdir(workdir, config))
     plan = load_plan(run_dir)
+    clips_cfg = export_clips(plan.config.clips, clips_config, resize, fit, fps)
     if thresholds is not None:
         import dataclasses
 
@@ -47,7 +55,7 @@ def export_cmd(
         out, table, incomplete = export(run_dir, plan, fmt, output, progress=on_clip)
     doc = {"workdir": str(run_dir.root), "table": str(out), "incomplete_indices": incomplete, **summary(table)}
     if output_dir is not None:
-        doc.update(publish_output(table, output_dir, copy_mode, plan.config.clips, as_json))
+        doc.update(publish_output(table, output_dir, copy_mode, clips_cfg, as_json, plan=plan))
     if as_json:
         print(json.dumps(doc))
     else:
@@ -57,12 +65,49 @@ def export_cmd(
                              "`incomplete` rows; see `curate status`")
 
 
-def publish_output(table, output_dir: Path, copy_mode: str, clips_cfg, quiet: bool, bar: bool = True) -> dict:
-    """--output-dir of export and offline-filter: write the files, say what happened once."""
+def export_clips(clips, config_path: Optional[Path], resize: Optional[str], fit: Optional[str],
+                 fps: Optional[float]):
+    """The clip settings export writes with: the run's, a --config file's clips: section, then the flags."""
+    from pydantic import ValidationError
+
+    from ..config import ClipsConfig, load_yaml
+
+    doc = clips.model_dump()
+    if config_path is not None:
+        if not config_path.is_file():
+            raise CurateError(f"--config {config_path}: no such file")
+        given = load_yaml(config_path.read_text(), str(config_path)) or {}
+        if not isinstance(given, dict) or not isinstance(given.get("clips", {}), dict):
+            raise CurateError(f"--config {config_path}: expected a clips: section, e.g. clips: {{resize: '512'}}")
+        doc.update(given.get("clips") or {})
+    doc.update({k: v for k, v in (("resize", resize), ("fit", fit), ("fps", fps)) if v is not None})
+    try:
+        return ClipsConfig.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CurateError(f"clips.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def publish_output(table, output_dir: Path, copy_mode: str, clips_cfg, quiet: bool, bar: bool = True,
+                   plan=None) -> dict:
+    """--output-dir of export and offline-filter: write the files and the tables, say what happened once."""
     from ..publish import publish
 
+    card = None
+    if plan is not None:
+        from ..card import card_text
+        from ..hashing import stable_hash
+
+        upload = getattr(plan.config, "upload", None)
+
+        def card(tree):
+            return card_text(tree, plan.config.model_copy(update={"clips": clips_cfg}),
+                             fingerprint=stable_hash(plan.fingerprints)[:16],
+                             license_id=getattr(upload, "license", None) or "other")
+
     with clip_progress(enabled=bar and not quiet) as on_file:
-        _, report = publish(table, output_dir.expanduser().resolve(), copy_mode, clips_cfg, progress=on_file)
+        _, report = publish(table, output_dir.expanduser().resolve(), copy_mode, clips_cfg, progress=on_file,
+                            card=card)
     doc = {"output_dir": str(output_dir.expanduser().resolve()), "copy_mode": copy_mode,
            "files_written": report.written, "files_skipped": report.skipped, "files_failed": report.failed}
     if not quiet:

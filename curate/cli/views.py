@@ -167,7 +167,8 @@ def report_submission(sub, as_json: bool, dry_run: bool) -> None:
 def print_publish_report(doc: dict, report) -> None:
     console = _console()
     console.print(f"[bold green]output[/] {doc['output_dir']}: {report.written} files written ({doc['copy_mode']}), "
-                  f"{report.skipped} already there, {report.failed} failed; metadata.parquet, metadata.jsonl")
+                  f"{report.skipped} already there, {report.failed} failed; metadata.parquet, curation/clips.parquet, "
+                  "README.md")
     for note in report.notes[:10]:
         console.print(f"[yellow]note[/]: {note}")
 
