@@ -28,6 +28,9 @@ def size_category(n: int) -> str:
     return next((name for limit, name in SIZE_CATEGORIES if n < limit), "n>1T")
 
 
+TEXT_COLUMN = "caption"  # the dataset's text column (a column name, whichever stage fills it)
+
+
 def header(rows: int, fmt: str, license_id: str, captioned: bool) -> dict:
     data = ([f"{DATA}/**/*.tar"] if fmt == "webdataset" else [METADATA, f"{DATA}/**"])
     return {
@@ -85,7 +88,7 @@ def card_text(curation, config, *, fmt: str = "files", fingerprint: str | None =
 
     rows = dataset_rows(curation, fmt)
     hours = float(rows["clip_duration_s"].sum() or 0) / 3600 if "clip_duration_s" in rows.columns else 0.0
-    captioned = "caption" in rows.columns and rows["caption"].drop_nulls().len() > 0
+    captioned = TEXT_COLUMN in rows.columns and rows[TEXT_COLUMN].drop_nulls().len() > 0
     meta = header(rows.height, fmt, license_id, captioned)
     if pretty_name:
         meta["pretty_name"] = pretty_name

@@ -16,7 +16,9 @@ from .views import clip_progress, print_models, print_publish_report, print_shar
 @app.command("export")
 def export_cmd(
     workdir: Optional[Path] = WorkdirOpt,
-    config: Optional[Path] = WorkdirConfigOpt,
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="A config: its `workdir:` is the run directory (when --workdir and CURATE_WORKDIR "
+                                     "are not given); its clips: section says how --output-dir files are written."),
     fmt: str = typer.Option("parquet", "--format", help="parquet or jsonl."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Default: WORKDIR/metadata/clips.<format>."),
     output_dir: Optional[Path] = typer.Option(
@@ -30,8 +32,6 @@ def export_cmd(
                                                                  "(instead of clips.resize)."),
     fit: Optional[str] = typer.Option(None, "--fit", help="With --resize 512/256: crop or pad."),
     fps: Optional[float] = typer.Option(None, "--fps", help="With --output-dir: cap the frame rate of written clips."),
-    clips_config: Optional[Path] = typer.Option(None, "--config", "-c",
-                                                help="A YAML file whose clips: section says how files are written."),
     thresholds: Optional[Path] = ThresholdsOpt,
     as_json: bool = JsonOpt,
 ):
@@ -44,7 +44,7 @@ def export_cmd(
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run_dir = RunDir.at(resolve_workdir(workdir, config))
     plan = load_plan(run_dir)
-    clips_cfg = export_clips(plan.config.clips, clips_config, resize, fit, fps)
+    clips_cfg = export_clips(plan.config.clips, config, resize, fit, fps)
     if thresholds is not None:
         import dataclasses
 
