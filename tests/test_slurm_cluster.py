@@ -325,8 +325,9 @@ def test_requeued_task_takes_over_the_claim_of_its_own_dead_attempt(tmp_path, lo
     claim = workdir / "markers" / "split" / "00000.claim"
     wait_for(claim)
     time.sleep(0.5)
-    (job,) = squeue_ids("curate-split")
-    assert json.loads(claim.read_text())["job_id"] == job
+    # Other tests' jobs of the same name may still be queued: the claim names this test's one.
+    job = json.loads(claim.read_text())["job_id"]
+    assert job in squeue_ids("curate-split")
     subprocess.run(["scontrol", "requeue", job], check=True)
     deadline = time.time() + 60
     while squeue_ids("curate-split").get(job) != "PENDING":
