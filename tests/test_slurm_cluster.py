@@ -219,7 +219,9 @@ def test_scancel_and_kill_then_rerun(tmp_path, long_video):
     for index in (0, 1):
         wait_for(workdir / "markers" / "split" / f"{index:05d}.claim")
     time.sleep(0.5)
-    job0, _ = sorted(squeue_ids("curate-split"))
+    # The claim names this test's job (another test's job of the same name may still be queued).
+    job0 = json.loads((workdir / "markers" / "split" / "00000.claim").read_text())["job_id"]
+    assert job0 in squeue_ids("curate-split")
     subprocess.run(["scancel", job0], check=True)  # SIGTERM: the task releases its claim
     # As the kernel's OOM killer would: SIGKILL to the task itself, no chance to clean up.
     owner = json.loads((workdir / "markers" / "split" / "00001.claim").read_text())
@@ -258,7 +260,8 @@ def test_preemption_signal_requeues_cleanly(tmp_path, long_video):
     curate("submit", "-c", slurm_config(tmp_path), "-w", workdir, "--stage", "split")
     wait_for(workdir / "markers" / "split" / "00000.claim")
     time.sleep(0.5)
-    (job,) = squeue_ids("curate-split")
+    job = json.loads((workdir / "markers" / "split" / "00000.claim").read_text())["job_id"]
+    assert job in squeue_ids("curate-split")
     # What Slurm sends before the time limit (--signal=B:USR1@N) or on preemption.
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
     deadline = time.time() + 60
