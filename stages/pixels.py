@@ -115,26 +115,40 @@ def shrink(image, width: int, height: int):
     """Area-average `image` down to width x height. From more than twice the size, a linear
     pre-shrink to exactly twice it comes first: OpenCV's area resize at an odd ratio (1080p to
     256x144: 1.9 ms) costs more than decoding the frame; this way it is 0.06 ms, and each output
-    pixel still averages 2x2 linear samples."""
+    pixel still averages 2x2 linear samples. Below twice the size, a linear resize (which then
+    reads every source pixel) replaces the area one, whose odd-ratio path costs 5-10x as much."""
     import cv2
 
+    if (image.shape[1], image.shape[0]) == (width, height):
+        return image
     if image.shape[1] > 2 * width and image.shape[0] > 2 * height:
         image = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    elif image.shape[1] < 2 * width or image.shape[0] < 2 * height:
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def small_color(frame, width: int, height: int, color: str):
     """A downscaled BGR/RGB image of an 8-bit 4:2:0 frame, resized plane by plane with OpenCV and
-    converted at the small size: about a third of the cost of swscale's convert-then-scale, and
-    within about 2 levels of it. None when the frame is not 8-bit 4:2:0 or would be made larger."""
+    converted at the small size: a fraction of the cost of swscale's convert-then-scale, and within
+    a few levels of it. None when the frame is not 8-bit 4:2:0 or would be made larger."""
     if frame.format.name not in ("yuv420p", "yuvj420p") or width > frame.width or height > frame.height:
         return None
     import cv2
+    import numpy as np
 
     planes = frame.planes
-    y = plane_array(planes[0])
+    y, u, v = (plane_array(p) for p in planes)
+    if limited_range(frame) and width % 2 == 0 and height % 2 == 0:
+        # Video range: the planes shrunk to a small I420 image, which OpenCV converts with the
+        # BT.601 video-range matrix in one call (no range stretch, no chroma upsampling of our own).
+        i420 = np.empty((height * 3 // 2, width), np.uint8)
+        i420[:height] = shrink(y, width, height)
+        quarter = (width // 2) * (height // 2)
+        i420[height:].reshape(-1)[:quarter] = shrink(u, width // 2, height // 2).reshape(-1)
+        i420[height:].reshape(-1)[quarter:] = shrink(v, width // 2, height // 2).reshape(-1)
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420 if color == "bgr" else cv2.COLOR_YUV2RGB_I420)
     y = y.copy() if (width, height) == (frame.width, frame.height) else shrink(y, width, height)
-    u, v = (plane_array(p) for p in planes[1:3])
     if u.shape[1] >= width:  # chroma is half size: shrink it too, or (small targets) bring it up
         u, v = shrink(u, width, height), shrink(v, width, height)
     else:

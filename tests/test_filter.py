@@ -130,7 +130,9 @@ def test_ocr_counts_only_text_that_reads_as_text(tmp_path):
     blurred = tmp_path / "bbb_blur_crf40.mp4"
     ffmpeg("-i", str(DATA / "nosubs_720p.mp4"), "-vf", "gblur=sigma=3", "-c:v", "libx264", "-crf", "40", str(blurred))
     verified = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5}).ocr)
-    boxes_only = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5, "verify": False}).ocr)
+    # detection alone at 360 px (at the default 320 it finds fewer boxes on these textures, but some
+    # texture reads as text at any size: recognition is what tells)
+    boxes_only = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5, "verify": False, "size": 360}).ocr)
     for path in (DATA / "textures_pan.mp4", DATA / "katna_elephantsdream_vfr.mp4"):
         assert analyze(boxes_only, path)["text_area_max"] > 0.02, path.name  # detection alone invents text
     for path in (DATA / "textures_pan.mp4", DATA / "katna_elephantsdream_vfr.mp4", blurred, DATA / "nosubs_720p.mp4",

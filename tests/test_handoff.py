@@ -137,3 +137,20 @@ def test_a_failing_recorder_costs_its_records_not_the_shots(monkeypatch):
     records = {consumer.key: recorder.for_clip(clip) for consumer, recorder, _ in found}
     assert records["score.quality"] is None  # the score stage decodes this clip itself
     assert all(records[k] is not None for k in ("filter.flash", "filter.motion", "filter.ocr", "filter.nsfw"))
+
+
+def test_spread_samples_scale_with_the_clip_length():
+    """OCR and NSFW sample round(duration x rate) frames (at least one) at slice middles, capped."""
+    from stages.handoff import pick_grid
+    from stages.sampling import sample_times
+
+    need = FrameNeed(per_second=0.5, spread=True, max_samples=30)
+    clips = {d: {"start_s": 10.0, "end_s": 10.0 + d} for d in (1.0, 2.1, 2.9, 3.0, 5.0, 600.0)}
+    counts = {d: len(sample_times(clip, need.for_clip(clip))) for d, clip in clips.items()}
+    assert counts == {1.0: 1, 2.1: 1, 2.9: 1, 3.0: 2, 5.0: 3, 600.0: 30}
+    # a 1 s clip's one sample is its middle frame, not its first
+    assert sample_times({"start_s": 10.0, "end_s": 11.0}, need.for_clip({"start_s": 10.0, "end_s": 11.0})) == [10.5]
+    grid = [i * 0.25 for i in range(80)]
+    assert [grid[i] for i in pick_grid(grid, {"start_s": 4.0, "end_s": 7.0}, need)] == [4.75, 6.25]
+    # without an end (a live whole video of unknown length) it samples by rate from the start
+    assert need.for_clip({"start_s": 0.0, "end_s": None}) is need

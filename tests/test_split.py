@@ -157,3 +157,16 @@ def test_variable_frame_rate_times_are_presentation_times():
     for cut in matched:
         assert shots.time_at(cut, facts["fps"]) == pytest.approx(truth[cut], abs=0.002)
         assert abs(cut / facts["fps"] - truth[cut]) > 0.01  # index / fps would be off
+
+
+def test_fast_pixel_distance_equals_pyscenedetect_formula():
+    """The OpenCV distance the detector uses gives PySceneDetect's numpy value exactly."""
+    import numpy as np
+
+    from stages.shots import mean_pixel_distance
+
+    rng = np.random.default_rng(7)
+    for shape in [(144, 256), (454, 256), (1, 3)]:
+        a, b = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
+        reference = np.sum(np.abs(a.astype(np.int32) - b.astype(np.int32))) / float(a.size)
+        assert mean_pixel_distance(a, b) == reference

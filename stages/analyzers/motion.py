@@ -75,11 +75,18 @@ class MotionAnalyzer(Analyzer):
     def changed(a, b) -> float:
         import cv2
 
-        return float((cv2.absdiff(a, b) > CHANGE_LEVELS).mean())
+        # counted by OpenCV: numpy's boolean mean costs 5x as much per pair
+        moved = cv2.threshold(cv2.absdiff(a, b), CHANGE_LEVELS, 255, cv2.THRESH_BINARY)[1]
+        return cv2.countNonZero(moved) / moved.size
+
+    @staticmethod
+    def mean_magnitude(flow) -> float:
+        """Mean length of the flow vectors (OpenCV: numpy's squares and sums cost as much as the flow)."""
+        import cv2
+
+        return cv2.mean(cv2.magnitude(flow[..., 0], flow[..., 1]))[0]
 
     def feed(self, frame):
-        import numpy as np
-
         image = frame.image(self.need)
         if self.pending is None:  # a sample: wait for its successor
             self.pending, self.pending_time = image, frame.time
@@ -88,7 +95,7 @@ class MotionAnalyzer(Analyzer):
         if self.last_sample is not None and self.last_sample.shape == self.pending.shape:
             since_last = self.changed(self.last_sample, self.pending)
         flow = self.flow()(self.pending, image)
-        self.samples.append((self.pending_time, float(np.sqrt((flow ** 2).sum(axis=2)).mean()),
+        self.samples.append((self.pending_time, self.mean_magnitude(flow),
                              self.changed(self.pending, image), since_last, frame.time))
         self.shape, self.last_sample, self.pending = image.shape, self.pending, None
 

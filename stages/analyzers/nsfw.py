@@ -87,7 +87,7 @@ class NsfwAnalyzer(ModelAnalyzer):
         super().__init__(cfg)
         # NudeNet pads to a square and scales that to its 320 px input: only the long side matters.
         self.need = FrameNeed(long_side=320, color="bgr", fast_color=True, per_second=1.0 / cfg.sample_every_s,
-                              max_samples=cfg.max_samples)
+                              spread=True, max_samples=cfg.max_samples)
 
     def models(self, enabled: bool) -> list:
         from curate.plugin import package_weights
