@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """`curate local` end to end against a plain ffmpeg decode of the same files, in this run.
 
-    .venv/bin/python scripts/bench_local.py [--config C.yaml] [--workers 1,2] [VIDEO_OR_DIR ...]
+    .venv/bin/python scripts/bench_local.py [--config C.yaml] [--workers 1,2] [--parts 2] [VIDEO_OR_DIR ...]
     (default: samples/ and tests/data/, plus bench-media/ when scripts/make_bench_media.sh made it)
 
 The files are linked into one input directory and run through the whole default pipeline in a
-fresh work directory per worker count (start-up, probe, every stage, Parquet writes and the final
+fresh work directory per worker count, all in the same `--parts` (default 2: what two workers
+can share) (start-up, probe, every stage, Parquet writes and the final
 table included). Prints each wall time, the summed `ffmpeg -threads 1 -f null` decode time of the
 same files, their ratio (goal: at most 2.0x with one worker) and the speed-up of each worker count
 over the first (goal: 2 workers at least 1.7x of 1 on 2 cores). Figures only; nothing is asserted.
@@ -28,10 +29,12 @@ from bench_split import ffmpeg_decode_s  # noqa: E402
 
 def main(argv: list[str]) -> None:
     extra: list[str] = []
-    workers = [1, 2]
-    while argv[:1] in (["--config"], ["--workers"]):
+    workers, parts = [1, 2], 2
+    while argv[:1] in (["--config"], ["--workers"], ["--parts"]):
         if argv[0] == "--config":
             extra = ["--config", argv[1]]
+        elif argv[0] == "--parts":
+            parts = int(argv[1])
         else:
             workers = [int(w) for w in argv[1].split(",")]
         argv = argv[2:]
@@ -47,13 +50,13 @@ def main(argv: list[str]) -> None:
         for n in workers:
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "curate", "local", "-w", str(Path(tmp) / f"run-{n}"), "-i",
-                                   str(inputs), "--workers", str(n), "--no-progress", *extra], cwd=REPO,
-                                  capture_output=True, text=True)
+                                   str(inputs), "--workers", str(n), "--parts", str(parts), "--no-progress", *extra],
+                                  cwd=REPO, capture_output=True, text=True)
             walls[n] = time.perf_counter() - start
             if proc.returncode != 0:
                 sys.exit(f"curate local --workers {n} failed:\n{proc.stderr[-2000:]}")
     decode = sum(ffmpeg_decode_s(f) for f in files)
-    print(f"{len(files)} files, ffmpeg -threads 1 decode {decode:.1f} s ({os.cpu_count()} cores)")
+    print(f"{len(files)} files in {parts} parts, ffmpeg -threads 1 decode {decode:.1f} s ({os.cpu_count()} cores)")
     for n, wall in walls.items():
         print(f"  curate local --workers {n}: {wall:.1f} s, ratio {wall / decode:.2f}x, "
               f"{walls[workers[0]] / wall:.2f}x the speed of --workers {workers[0]}")

@@ -129,8 +129,10 @@ def iter_frames(path: str, ranges: list[tuple[float, float]] | None = None, thre
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        if threads:
-            stream.thread_count = threads
+        from .cpus import task_threads
+
+        if threads or task_threads():
+            stream.thread_count = threads or task_threads()
         index = 0
         if not ranges:
             for frame in _decode(container, stream, damage):

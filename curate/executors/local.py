@@ -182,9 +182,11 @@ class LocalExecutor:
                 devices = self.gpus.take(self.gpu_need[stage])
                 if devices is None:  # every GPU is busy: an index needing none may go first
                     continue
-                env = None
+                env = dict(os.environ)
+                if self.workers > 1:  # each task's share of the cores (stages/cpus.py)
+                    env["CURATE_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // self.workers))
                 if self.gpu_need[stage]:
-                    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(devices) or "-1"}
+                    env["CUDA_VISIBLE_DEVICES"] = ",".join(devices) or "-1"
                 logs = _log_files(self.run, stage, index)
                 proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0], env=env,
                                         stderr=logs[1], stdin=subprocess.DEVNULL, start_new_session=True)

@@ -102,9 +102,13 @@ class NsfwAnalyzer(ModelAnalyzer):
             raise missing_package("filter.nsfw", "nudenet", "vision", "filter.nsfw.enabled: false") from None
         providers = onnx_providers(device, "filter.nsfw.device")
         detector = NudeDetector()
-        if device != "cpu":  # NudeDetector ignores its providers argument: open the same model on the GPU
+        from ..cpus import onnx_options
+
+        options = onnx_options() if device == "cpu" else None
+        if device != "cpu" or options is not None:
+            # NudeDetector takes neither providers nor thread options: open the same model with ours
             detector.onnx_session = onnxruntime.InferenceSession(
-                detector.onnx_session._model_path, providers=providers)
+                detector.onnx_session._model_path, options, providers=providers)
         return detector
 
     def infer(self, batch):

@@ -95,8 +95,12 @@ class OcrAnalyzer(ModelAnalyzer):
         gpu = device != "cpu"
         # Detect at the size we sampled, never larger: RapidOCR's default upscales the short side to
         # 736 px, and texture upscaled from a 160x90 frame reads as glyphs.
+        from ..cpus import task_threads
+
+        # a global key: RapidOCR copies it into each of its three sessions
+        threads = {"intra_op_num_threads": task_threads()} if task_threads() else {}
         return RapidOCR(det_limit_side_len=4096, det_limit_type="max",
-                        det_use_cuda=gpu, cls_use_cuda=gpu, rec_use_cuda=gpu)
+                        det_use_cuda=gpu, cls_use_cuda=gpu, rec_use_cuda=gpu, **threads)
 
     def item(self, frame):
         image = frame.image(self.need)
