@@ -1,0 +1,33 @@
+"""A task's thread budget reaches the decoder's and the model sessions' thread pools."""
+
+import pytest
+
+from stages.cpus import task_threads
+
+
+def test_thread_budget_from_the_executor_then_slurm(monkeypatch):
+    monkeypatch.delenv("CURATE_THREADS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert task_threads() == 0  # none set: the libraries choose
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    assert task_threads() == 4
+    monkeypatch.setenv("CURATE_THREADS", "1")
+    assert task_threads() == 1  # the local executor's share wins over the job's CPUs
+    monkeypatch.setenv("CURATE_THREADS", "lots")
+    assert task_threads() == 4
+
+
+def test_onnx_sessions_take_the_budget(monkeypatch):
+    from stages.analyzers.nsfw import NsfwAnalyzer
+    from stages.analyzers.ocr import OcrAnalyzer
+    from stages.filter import FilterConfig
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("CURATE_THREADS", "1")
+    nsfw = NsfwAnalyzer(FilterConfig().nsfw).load("cpu")
+    assert nsfw.onnx_session.get_session_options().intra_op_num_threads == 1
+    ocr = OcrAnalyzer(FilterConfig().ocr).load("cpu")
+    assert ocr.text_det.infer.session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.delenv("CURATE_THREADS")
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert NsfwAnalyzer(FilterConfig().nsfw).load("cpu").onnx_session.get_session_options().intra_op_num_threads == 0
