@@ -72,8 +72,8 @@ def clips_of(path: Path, clip_s: float) -> list[dict]:
         return []
     duration = facts["duration_s"]
     starts = [i * clip_s for i in range(max(1, int(duration // clip_s)))]
-    return [{"clip_id": f"{path.name}-{n}", "path": str(path), "start_s": s, "end_s": min(duration, s + clip_s)}
-            for n, s in enumerate(starts)]
+    return [{"clip_id": f"{path.name}-{n}", "path": str(path), "start_s": s, "end_s": min(duration, s + clip_s),
+             "fps": facts["fps"], "width": facts["width"], "height": facts["height"]} for n, s in enumerate(starts)]
 
 
 def main() -> None:
@@ -146,22 +146,30 @@ def gpu_peak_mib(cuda) -> str:
 
 def producer_consumer(config, clips: list[dict], workers: int) -> None:
     """Producer clips/s with 1 and N decode workers (spawn included), then each scorer's consumer clips/s."""
+    import os
+
     from stages.score_workers import measured_in_workers
 
+    cores = len(os.sched_getaffinity(0))
     produced = {}
-    # clips/s counts from the first clip out (the spawn and imports are the "first clip s" column)
-    print(f"{'producer':18} {'clips/s':>8} {'first clip s':>13} {'x 1 worker':>11}")
-    for n in sorted({1, workers}):
+    # clips/s counts from the first clip out (the spawn and imports are the "first clip s" column).
+    # Each worker decodes with cores / workers threads, as the stage does; "1 thread" shows one
+    # worker held to one core, the share each of N workers gets.
+    print(f"{'producer':28} {'clips/s':>8} {'first clip s':>13} {'x 1 worker':>11}")
+    runs = [(1, 0, f"decode_workers 1 ({cores} threads)"), (1, 1, "decode_workers 1 (1 thread)")]
+    runs += [(workers, 0, f"decode_workers {workers} ({max(1, cores // workers)} each)")] if workers > 1 else []
+    for n, threads, label in runs:
         started = time.perf_counter()
         first, items = None, []
-        for measured in measured_in_workers(config.to_plain(), None, "score", clips, n, queue_clips=32):
+        for measured in measured_in_workers(config.to_plain(), None, "score", clips, n, queue_clips=32,
+                                            decode_threads=threads):
             first = first or time.perf_counter() - started
             items.append(measured)
         total = time.perf_counter() - started
         rate = (len(items) - 1) / max(total - first, 1e-9)
-        produced[n] = (rate, items)
-        speedup = rate / produced[1][0]
-        print(f"{f'decode_workers {n}':18} {rate:8.2f} {first:13.2f} {speedup:10.2f}x")
+        produced[(n, threads)] = (rate, items)
+        print(f"{label:28} {rate:8.2f} {first:13.2f} {rate / produced[(1, 0)][0]:10.2f}x")
+    produced[workers] = produced[(workers, 0)]
     items = [m for m in produced[workers][1] if m.failure is None]
     print(f"{'consumer':18} {'clips/s':>8} {'load s':>13}")
     for scorer in build_scorers(config.score):

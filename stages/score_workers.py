@@ -1,8 +1,9 @@
 """score's CPU side over several processes: decode and preprocess in `decode_workers` processes.
 
 One producer thread decodes and preprocesses for every scorer; on a GPU node that thread, not the
-GPU, sets the pace. With `score.decode_workers: N` (N > 1) the task's clips are split by video
-into N balanced groups, and N worker processes each run the same engine (split's records first,
+GPU, sets the pace. With `score.decode_workers: N` (N > 1) the task's clips are split
+into N groups of about equal decode cost (a long video shared in runs of consecutive clips), and N
+worker processes each run the same engine (split's records first,
 one decode per video for the rest, `ClipMeasurer`) and pass the ready model inputs back through
 one bounded queue. Tensors travel through torch's shared-memory queue (no copy through a pipe);
 the task process only batches and infers. Workers are spawned, not forked: the task process may
@@ -23,15 +24,37 @@ POLL_S = 1.0
 DONE, CRASHED = "done", "crashed"
 
 
+RUNS_PER_GROUP = 4  # a video's clips go in runs of at most 1/(groups x this) of the work
+
+
+def decode_cost(clip: dict) -> int:
+    """What decoding a clip costs, roughly: its frames times its pixels (a 1080p frame costs ~150
+    of a 160x90 one)."""
+    return clip_frames(clip) * max(1, int(clip.get("width") or 0) * int(clip.get("height") or 0))
+
+
 def balanced_groups(clips: list[dict], groups: int) -> list[list[dict]]:
-    """Clips split by video into `groups` sets of about equal frame count (largest video first)."""
-    videos = sorted(by_video(clips).values(), key=lambda vc: -sum(clip_frames(c) for c in vc))
+    """Clips split into `groups` sets of about equal decode cost. Each video's clips are cut into runs
+    of consecutive clips (so a long video is shared by several workers, each decoding its own
+    stretch), and the runs are dealt largest first onto the lightest set."""
+    limit = sum(decode_cost(c) for c in clips) / max(1, groups * RUNS_PER_GROUP)
+    runs: list[tuple[int, list[dict]]] = []
+    for video_clips in by_video(clips).values():
+        run, load = [], 0
+        for clip in sorted(video_clips, key=lambda c: float(c.get("start_s") or 0.0)):
+            if run and load + decode_cost(clip) > limit:
+                runs.append((load, run))
+                run, load = [], 0
+            run.append(clip)
+            load += decode_cost(clip)
+        if run:
+            runs.append((load, run))
     sets: list[list[dict]] = [[] for _ in range(groups)]
     loads = [0] * groups
-    for video_clips in videos:
+    for load, run in sorted(runs, key=lambda r: -r[0]):
         lightest = loads.index(min(loads))
-        sets[lightest] += video_clips
-        loads[lightest] += sum(clip_frames(c) for c in video_clips)
+        sets[lightest] += run
+        loads[lightest] += load
     return [s for s in sets if s]
 
 
@@ -82,6 +105,12 @@ def measured_in_workers(config_plain: dict, handoff_path: str | None, stage: str
                         log=None) -> Iterator:
     """Every clip's `Measured`, produced by `workers` processes; a worker's crash is raised here."""
     groups = balanced_groups(clips, workers)
+    if not decode_threads:  # each worker's share of the task's cores (stages/cpus.py), not a pool per core each
+        import os
+
+        from .cpus import task_threads
+
+        decode_threads = max(1, (task_threads() or len(os.sched_getaffinity(0))) // len(groups))
     context = _context()
     out = context.Queue(maxsize=max(queue_clips, len(groups)))
     processes = [context.Process(target=_work, name=f"curate-score-decode-{n}", daemon=True,
