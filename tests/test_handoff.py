@@ -92,7 +92,7 @@ def test_records_give_the_decisions_of_a_live_decode_on_real_footage(recorded_ru
 def test_a_record_made_with_other_settings_is_decoded_again_for_that_analyzer_only(recorded_run):
     tmp, inputs, cfg = recorded_run
     before = pl.read_parquet(tmp / "run" / "stages" / "filter" / "part-00000.parquet")
-    cfg.write_text("split:\n  min_s: 1.0\nfilter:\n  ocr:\n    size: 320\n")  # changes filter, not split
+    cfg.write_text("split:\n  min_s: 1.0\nfilter:\n  ocr:\n    size: 288\n")  # changes filter, not split
     curate("local", "-w", tmp / "run", "-i", inputs, "-c", cfg, "--no-progress")
     run = tmp / "run"
     filtered = done(run, "filter")
