@@ -169,8 +169,7 @@ def producer_consumer(config, clips: list[dict], workers: int) -> None:
         rate = (len(items) - 1) / max(total - first, 1e-9)
         produced[(n, threads)] = (rate, items)
         print(f"{label:28} {rate:8.2f} {first:13.2f} {rate / produced[(1, 0)][0]:10.2f}x")
-    produced[workers] = produced[(workers, 0)]
-    items = [m for m in produced[workers][1] if m.failure is None]
+    items = [m for m in produced[(workers, 0)][1] if m.failure is None]
     print(f"{'consumer':18} {'clips/s':>8} {'load s':>13}")
     for scorer in build_scorers(config.score):
         started = time.perf_counter()

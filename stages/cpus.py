@@ -20,6 +20,11 @@ def task_threads() -> int:
     return 0
 
 
+def task_cores() -> int:
+    """The cores this task may divide among its own workers: its budget, else every CPU it may run on."""
+    return task_threads() or len(os.sched_getaffinity(0))
+
+
 def onnx_options():
     """onnxruntime session options within the budget (None: its defaults)."""
     threads = task_threads()

@@ -125,14 +125,15 @@ def iter_frames(path: str, ranges: list[tuple[float, float]] | None = None, thre
     """
     import av
 
+    from .cpus import task_threads
+
     damage = [] if damage is None else damage
+    threads = threads or task_threads()
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        from .cpus import task_threads
-
-        if threads or task_threads():
-            stream.thread_count = threads or task_threads()
+        if threads:
+            stream.thread_count = threads
         index = 0
         if not ranges:
             for frame in _decode(container, stream, damage):

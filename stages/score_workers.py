@@ -106,11 +106,9 @@ def measured_in_workers(config_plain: dict, handoff_path: str | None, stage: str
     """Every clip's `Measured`, produced by `workers` processes; a worker's crash is raised here."""
     groups = balanced_groups(clips, workers)
     if not decode_threads:  # each worker's share of the task's cores (stages/cpus.py), not a pool per core each
-        import os
+        from .cpus import task_cores
 
-        from .cpus import task_threads
-
-        decode_threads = max(1, (task_threads() or len(os.sched_getaffinity(0))) // len(groups))
+        decode_threads = max(1, task_cores() // len(groups))
     context = _context()
     out = context.Queue(maxsize=max(queue_clips, len(groups)))
     processes = [context.Process(target=_work, name=f"curate-score-decode-{n}", daemon=True,
