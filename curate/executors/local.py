@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from stages.cpus import task_cores
-
 from ..errors import CurateError
 from ..local_queue import QueueFile
 from ..plan import Plan, load_plan
@@ -186,7 +184,7 @@ class LocalExecutor:
                     continue
                 env = dict(os.environ)
                 if self.workers > 1:  # each task's share of the cores (stages/cpus.py)
-                    env["CURATE_THREADS"] = str(max(1, task_cores() // self.workers))
+                    env["CURATE_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // self.workers))
                 if self.gpu_need[stage]:
                     env["CUDA_VISIBLE_DEVICES"] = ",".join(devices) or "-1"
                 logs = _log_files(self.run, stage, index)
