@@ -206,10 +206,11 @@ _YAML_ALIAS_ALLOWANCE = 10_000_000
 
 @functools.cache
 def _strict_loader() -> type:
-    """A SafeLoader that rejects duplicate keys (plain YAML silently keeps the last one)."""
+    """A SafeLoader that rejects duplicate keys (plain YAML silently keeps the last one); on libyaml's C
+    parser where PyYAML has it (10x faster: every task reads run.yaml)."""
     import yaml
 
-    class StrictLoader(yaml.SafeLoader):
+    class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         def construct_mapping(self, node, deep=False):
             seen: set = set()
             for key_node, _ in node.value:

@@ -67,8 +67,8 @@ def run(
     """Run one task: one stage for one index. Idempotent; what compute nodes execute."""
     from ..rundir import RunDir
     from ..secrets import scrub
-    from ..slurm_cli import job_alive
-    from ..task import RequeueLimitReached, TaskInterrupted, run_task
+    from ..task import TaskInterrupted
+    from ..worker import run_one
 
     if index is None:
         env = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -76,23 +76,30 @@ def run(
             raise CurateError("no --index given and SLURM_ARRAY_TASK_ID is not set")
         index = int(env)
     try:
-        run_task(RunDir.at(resolve_workdir(workdir, config)), stage, index, plan, job_alive=job_alive,
-                 log=lambda m: print(scrub(m), flush=True))
-    except RequeueLimitReached as exc:
-        print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(exc.exit_code)  # as below: no interpreter teardown under running decoder threads
+        code = run_one(RunDir.at(resolve_workdir(workdir, config)), stage, index, plan,
+                       log=lambda m: print(scrub(m), flush=True))
     except TaskInterrupted as exc:
         print(f"{stage}[{index}] stopped by {exc}; claim released, nothing written", file=sys.stderr, flush=True)
         sys.stdout.flush()
         # Skip interpreter teardown: decoder threads still running in native code would abort it.
         os._exit(128 + exc.signum)
-    except CurateError:
-        raise
-    except Exception as exc:
-        print(scrub(f"{stage}[{index}] failed: {type(exc).__name__}: {exc} "
-                    f"(traceback in markers/{stage}/{index:05d}.failed)"), file=sys.stderr)
-        raise typer.Exit(1) from None
+    sys.stdout.flush()
+    if code == ExitCode.REQUEUE_LIMIT:
+        os._exit(code)  # as above: the time limit stopped it mid-work
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command(hidden=True)
+def worker(
+    workdir: Optional[Path] = WorkdirOpt,
+    plan: Optional[Path] = typer.Option(None, help="Plan file to read (default: WORKDIR/run.yaml)."),
+):
+    """Run tasks read from stdin one after another (what `curate local` starts; see curate/worker.py)."""
+    from ..rundir import RunDir
+    from ..worker import serve
+
+    serve(RunDir.at(resolve_workdir(workdir, None)), plan)
 
 
 @app.command(hidden=True)

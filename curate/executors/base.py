@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import CurateError
@@ -24,22 +25,28 @@ def task_command(run: RunDir, stage: str, index: int | None = None, plan_path: P
     return cmd
 
 
-def preflight(run: RunDir, plan: Plan, stages: list[str], here: bool = True) -> None:
+def preflight(run: RunDir, plan: Plan, stages: list[str], here: bool = True,
+              on: Callable[[list[str]], tuple[int, str]] | None = None) -> None:
     """Every stage's preflight before any task runs or is submitted (curate.task.preflight_stages).
 
     It runs in a process of its own: loading the models to check them must not leave them in this
-    long-lived process's memory (or on a GPU the tasks need)."""
+    long-lived process's memory (or on a GPU the tasks need). `on` runs it elsewhere and returns
+    (exit code, stderr): the local executor's first worker, which keeps those models for its tasks."""
     if not stages:
         return
-    cmd = [sys.executable, "-m", "curate", "preflight", "--workdir", str(run.root), "--stage", ",".join(stages),
-           "--plan", str(plan.path)] + ([] if here else ["--submitting"])
-    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
+    if on is not None:
+        code, stderr = on(stages)
+    else:
+        cmd = [sys.executable, "-m", "curate", "preflight", "--workdir", str(run.root), "--stage", ",".join(stages),
+               "--plan", str(plan.path)] + ([] if here else ["--submitting"])
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        code, stderr = proc.returncode, proc.stderr
+    if code != 0:
+        lines = stderr.strip().splitlines()
         said = next((n for n, line in enumerate(lines) if line.startswith("error: ")), None)
         if said is not None:  # its own message (a CurateError), maybe over several lines
             raise CurateError("\n".join(lines[said:])[len("error: "):])
-        raise CurateError(f"the preflight of {', '.join(stages)} crashed (exit {proc.returncode}): "
+        raise CurateError(f"the preflight of {', '.join(stages)} crashed (exit {code}): "
                           f"{lines[-1] if lines else 'no output'}")
 
 

@@ -1,4 +1,4 @@
-"""Local executor: a bounded pool of `curate run` processes on this machine.
+"""Local executor: a bounded pool of task processes (`curate worker`s, curate/worker.py) on this machine.
 
 Each index flows through the stages on its own (index 3 can be in split while index 4 is in
 fetch). A task that fails stops only its own index. Ctrl-C or SIGTERM terminates the running tasks,
@@ -22,6 +22,7 @@ from ..plan import Plan, load_plan
 from ..rundir import RunDir, last_error_line
 from ..task import signals_raise
 from .base import next_stage, preflight, task_command, unfinished
+from .local_workers import WorkerPool, WorkerTask, wait_for_any
 
 BUSY_RETRY_S = 2.0
 RUN_WIDE = -1  # the key of a run-wide task (curate/runwide.py) among the running ones
@@ -31,7 +32,7 @@ RUN_WIDE = -1  # the key of a run-wide task (curate/runwide.py) among the runnin
 class Running:
     stage: str
     index: int
-    proc: subprocess.Popen
+    proc: subprocess.Popen | WorkerTask
     logs: tuple[IO, IO]
     gpus: list[str] = field(default_factory=list)
 
@@ -134,6 +135,13 @@ class LocalExecutor:
 
         self.run_wide = [s for s in plan.stages if is_run_wide(s)]
         self.riders: list[int] = []  # the indices waiting on the running run-wide task
+        env = dict(os.environ)
+        if self.workers > 1:  # each task's share of the cores (stages/cpus.py)
+            env["CURATE_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // self.workers))
+        self.env = env
+        # Tasks that need no GPU run on long-lived workers (imports and models paid once per worker); a GPU
+        # task gets a process of its own, started with its CUDA_VISIBLE_DEVICES.
+        self.pool = WorkerPool(run, plan.path, env)
 
     def _notify(self, stage: str, index: int, event: str) -> None:
         if self.progress:
@@ -141,7 +149,13 @@ class LocalExecutor:
 
     def execute(self, indices: list[int] | None = None) -> LocalResult:
         todo = list(range(self.plan.num_parts)) if indices is None else list(indices)
-        preflight(self.run, self.plan, unfinished(self.run, self.plan, self.plan.stages, todo)[0])
+        # With a GPU stage, the preflight's models must not stay on a worker (and so on a GPU) for the run.
+        on_worker = None if any(self.gpu_need.values()) else self.pool.preflight
+        try:
+            preflight(self.run, self.plan, unfinished(self.run, self.plan, self.plan.stages, todo)[0], on=on_worker)
+        except BaseException:
+            self.pool.close()
+            raise
         result = LocalResult()
         waiting: dict[int, float] = {i: 0.0 for i in todo}  # index -> not before (busy back-off)
         running: dict[int, Running] = {}
@@ -157,6 +171,7 @@ class LocalExecutor:
             raise
         finally:
             queue.close()
+            self.pool.close()
         return result
 
     def _schedule(self, waiting: dict[int, float], running: dict[int, Running], result: LocalResult,
@@ -182,14 +197,13 @@ class LocalExecutor:
                 devices = self.gpus.take(self.gpu_need[stage])
                 if devices is None:  # every GPU is busy: an index needing none may go first
                     continue
-                env = dict(os.environ)
-                if self.workers > 1:  # each task's share of the cores (stages/cpus.py)
-                    env["CURATE_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // self.workers))
-                if self.gpu_need[stage]:
-                    env["CUDA_VISIBLE_DEVICES"] = ",".join(devices) or "-1"
                 logs = _log_files(self.run, stage, index)
-                proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0], env=env,
-                                        stderr=logs[1], stdin=subprocess.DEVNULL, start_new_session=True)
+                if self.gpu_need[stage]:
+                    env = dict(self.env, CUDA_VISIBLE_DEVICES=",".join(devices) or "-1")
+                    proc = subprocess.Popen(task_command(self.run, stage, index), stdout=logs[0], env=env,
+                                            stderr=logs[1], stdin=subprocess.DEVNULL, start_new_session=True)
+                else:
+                    proc = self.pool.start(stage, index, Path(logs[0].name), Path(logs[1].name))
                 running[index] = Running(stage, index, proc, logs, devices)
                 del waiting[index]
                 self._notify(stage, index, "start")
@@ -197,7 +211,7 @@ class LocalExecutor:
             if not running:
                 time.sleep(0.2)
                 continue
-            time.sleep(0.05)
+            wait_for_any([t.proc for t in running.values()], 0.05)
             for index, task in list(running.items()):
                 code = task.proc.poll()
                 if code is None:
@@ -233,8 +247,7 @@ class LocalExecutor:
             return
         self.riders = [i for i, s in parked.items() if s == stage]
         logs = _log_files(self.run, stage, 0)
-        proc = subprocess.Popen(task_command(self.run, stage, 0), stdout=logs[0], stderr=logs[1],
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = self.pool.start(stage, 0, Path(logs[0].name), Path(logs[1].name))
         running[RUN_WIDE] = Running(stage, RUN_WIDE, proc, logs)
         for index in self.riders:
             del waiting[index], parked[index]

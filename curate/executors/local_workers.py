@@ -1,0 +1,154 @@
+"""The local executor's task processes: `curate worker`s that each run many tasks (curate/worker.py).
+
+A task on a worker looks to the executor like a `curate run` process: it has a pid (the worker's, in a
+session of its own, so a signal to it stops the task), `poll()` gives its exit code once it ends, and a
+worker that dies mid-task gives that task the worker's exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..rundir import RunDir
+
+MAX_TASKS_PER_WORKER = 100  # then a fresh one, so a slow leak in some library cannot grow for a whole run
+
+
+class Worker:
+    def __init__(self, run: RunDir, plan_path: Path, env: dict, first_log: Path):
+        cmd = [sys.executable, "-m", "curate", "worker", "--workdir", str(run.root), "--plan", str(plan_path)]
+        with open(first_log, "a") as err:  # where an import-time crash is told
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
+                                         start_new_session=True)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.pending = b""
+        self.tasks = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, request: dict) -> bool:
+        """False when the worker is gone (it died between tasks)."""
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            return False
+        self.tasks += 1
+        return True
+
+    def reply(self) -> int | None:
+        """The exit code of the task it runs, None while it runs; a dead worker's own code when it died."""
+        try:
+            chunk = os.read(self.proc.stdout.fileno(), 256)
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            self.pending += chunk
+        if b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            return int(line)
+        if chunk == b"" or self.proc.poll() is not None:  # stdout closed: it exited mid-task
+            code = self.proc.wait()
+            return code if code else 1
+        return None
+
+    def close(self) -> None:
+        """Only for an idle worker: it holds no claim and writes nothing, so SIGTERM (its default action)
+        ends it at once, without the interpreter's teardown of torch and onnxruntime (~0.4 s)."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.terminate()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+class WorkerTask:
+    """One task running on a worker, with the face of a `subprocess.Popen` the executor polls and stops."""
+
+    def __init__(self, pool: WorkerPool, worker: Worker):
+        self.pool, self.worker = pool, worker
+        self.code: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.worker.pid
+
+    def poll(self) -> int | None:
+        if self.code is None:
+            self.code = self.worker.reply()
+            if self.code is not None:
+                self.pool.returned(self.worker)
+        return self.code
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.worker.proc.wait(timeout=timeout)  # only used while stopping: the worker is being killed
+        return self.poll() or self.worker.proc.returncode
+
+
+def wait_for_any(tasks: list, timeout: float) -> None:
+    """Sleep until one of these tasks' workers answers (or dies), or `timeout` passes."""
+    pipes = [t.worker.proc.stdout for t in tasks if isinstance(t, WorkerTask)]
+    if pipes:
+        select.select(pipes, [], [], timeout)
+    else:
+        time.sleep(timeout)
+
+
+class WorkerPool:
+    def __init__(self, run: RunDir, plan_path: Path, env: dict):
+        self.run, self.plan_path, self.env = run, plan_path, env
+        self.idle: list[Worker] = []
+
+    def _worker(self, first_log: Path) -> Worker:
+        while self.idle:
+            worker = self.idle.pop()
+            if worker.proc.poll() is None:
+                return worker
+            worker.close()
+        return Worker(self.run, self.plan_path, self.env, first_log)
+
+    def start(self, stage: str, index: int, out_log: Path, err_log: Path) -> WorkerTask:
+        request = {"stage": stage, "index": index, "out": str(out_log), "err": str(err_log)}
+        worker = self._worker(err_log)
+        if not worker.send(request):  # it died idle: one fresh try
+            worker.close()
+            worker = Worker(self.run, self.plan_path, self.env, err_log)
+            worker.send(request)
+        return WorkerTask(self, worker)
+
+    def returned(self, worker: Worker) -> None:
+        if worker.proc.poll() is None and worker.tasks < MAX_TASKS_PER_WORKER:
+            self.idle.append(worker)
+        else:
+            worker.close()
+
+    def preflight(self, stages: list[str]) -> tuple[int, str]:
+        """`curate preflight` on a worker that then stays for the tasks (with the models it loaded)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp) / "preflight.out", Path(tmp) / "preflight.err"
+            err.touch()
+            worker = self._worker(err)
+            if not worker.send({"preflight": stages, "out": str(out), "err": str(err)}):
+                code = worker.proc.wait() or 1
+            else:
+                task = WorkerTask(self, worker)
+                while (code := task.poll()) is None:
+                    select.select([worker.proc.stdout], [], [], 0.5)  # its reply, or its death (EOF)
+            return code, err.read_text(errors="replace")
+
+    def close(self) -> None:
+        for worker in self.idle:
+            worker.close()
+        self.idle = []
+

@@ -1,0 +1,95 @@
+"""One task as `curate run` runs it, and a long-lived process that runs such tasks one after another.
+
+`curate local` hands its tasks to a few worker processes instead of starting `curate run` for each: the
+imports (~0.7 s) and the models (stages/models.py caches them per process: ~1-2 s for OCR and NSFW) are
+then paid once per worker, not once per stage and part. Each task still gets its own log pair (its
+output is redirected onto fds 1 and 2, so native libraries' messages land there too), its own exit code
+and its own claim; a task that crashes the interpreter takes only its worker with it, and the executor
+records that task as failed and starts another worker.
+
+Protocol (executors/local_workers.py): one JSON request per line on stdin, one exit code per line on
+the stdout the worker was started with. End of stdin ends the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import CurateError, ExitCode
+from .rundir import RunDir
+
+
+def run_one(run: RunDir, stage: str, index: int, plan_path: Path | None,
+            log: Callable[[str], None]) -> int:
+    """One task through the task contract; its messages on stderr as `curate run` prints them; its exit
+    code. TaskInterrupted (a signal) propagates: the caller stops."""
+    from .secrets import scrub
+    from .slurm_cli import job_alive
+    from .task import RequeueLimitReached, run_task, storage_errors
+
+    try:
+        with storage_errors():
+            run_task(run, stage, index, plan_path, job_alive=job_alive, log=log)
+        return ExitCode.OK
+    except RequeueLimitReached as exc:
+        print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except CurateError as exc:
+        print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except Exception as exc:
+        print(scrub(f"{stage}[{index}] failed: {type(exc).__name__}: {exc} "
+                    f"(traceback in markers/{stage}/{index:05d}.failed)"), file=sys.stderr, flush=True)
+        return ExitCode.STAGE_FAILED
+
+
+def preflight_one(run: RunDir, stages: list[str], plan_path: Path | None) -> int:
+    """`curate preflight` in this process, so the models it loads stay for the tasks that follow."""
+    from .plan import load_plan
+    from .secrets import scrub
+    from .task import preflight_stages
+
+    try:
+        preflight_stages(run, load_plan(run, plan_path), stages, log=lambda m: print(m, file=sys.stderr))
+        return ExitCode.OK
+    except CurateError as exc:
+        print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
+        return exc.exit_code
+
+
+def _redirect(out_path: str, err_path: str) -> None:
+    """Point fds 1 and 2 (and so Python's and native libraries' output) at this task's logs."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd, path in ((1, out_path), (2, err_path)):
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
+
+
+def serve(run: RunDir, plan_path: Path | None) -> None:
+    """Read requests from stdin until it closes; answer each with its exit code on the original stdout."""
+    from .secrets import scrub
+    from .task import TaskInterrupted
+
+    replies = os.dup(1)  # fd 1 itself becomes each task's log
+    for line in sys.stdin:
+        request = json.loads(line)
+        _redirect(request["out"], request["err"])
+        stage, index = request.get("stage"), request.get("index")
+        try:
+            if "preflight" in request:
+                code = preflight_one(run, request["preflight"], plan_path)
+            else:
+                code = run_one(run, stage, index, plan_path, log=lambda m: print(scrub(m), flush=True))
+        except TaskInterrupted as exc:
+            print(f"{stage}[{index}] stopped by {exc}; claim released, nothing written", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(ExitCode.signalled(exc.signum))  # no teardown under decoder threads still in native code
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.write(replies, f"{int(code)}\n".encode())
