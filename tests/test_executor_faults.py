@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import polars as pl
 import pytest
 import yaml
 from conftest import curate, ffmpeg, write_config
@@ -172,3 +173,31 @@ def test_submit_checks_weights_but_not_devices_on_the_login_node(tmp_path, video
     proc = curate("submit", "-w", workdir, "-c", present, "--dry-run", check=False, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --gres=gpu:1" in proc.stdout
+
+
+def test_a_worker_killed_mid_task_fails_only_that_index(tmp_path, workdir):
+    """The OOM killer (SIGKILL) takes a worker in the middle of split[0]: that index is reported failed
+    with the reason, a fresh worker runs the other index, and a rerun takes over the dead claim."""
+    d = tmp_path / "in"
+    d.mkdir()
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=640x360:rate=25", "-t", "30", "-pix_fmt", "yuv420p", str(d / "long.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-t", "1", "-pix_fmt", "yuv420p", str(d / "short.mp4"))
+    cfg = write_config(tmp_path / "c.yaml", NO_ANALYZERS)
+    proc = _start_local(workdir, "-i", d, "-c", cfg, "--parts", "2", "--workers", "1")
+    _wait_for("manifests/_manifest.json", workdir, proc)
+    index = next(n for n in range(2) if "long.mp4" in str(
+        pl.read_parquet(workdir / "manifests" / f"part-{n:05d}.parquet").to_dicts()))
+    claim = _wait_for(f"markers/split/{index:05d}.claim", workdir, proc)[0]  # the 30 s video's: still running
+    pid = None
+    while pid is None:
+        pid = (json.loads(claim.read_text() or "{}") if claim.exists() else {}).get("pid") or None
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.STAGE_FAILED, err
+    assert "split" in err and "Traceback" not in err
+    done = {int(p.name.split(".")[0]) for p in (workdir / "markers" / "split").glob("*.done")}
+    assert done == {1 - index}, "the other index ran on a fresh worker"
+    proc = curate("local", "-w", workdir, "-c", cfg, "--no-progress", "--json")
+    assert json.loads(proc.stdout)["failed"] == {}
+    assert {int(p.name.split(".")[0]) for p in (workdir / "markers" / "split").glob("*.done")} == {0, 1}

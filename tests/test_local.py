@@ -42,6 +42,9 @@ def test_pipelined_per_index_and_bounded(tmp_path, workdir):
         running += step
         peak = max(peak, running)
     assert peak <= 2
+    # the tasks ran on two long-lived workers (imports and models once each), not a process apiece
+    owners = {d["owner"]["pid"] for stage in ("fetch", "split", "filter") for d in _markers(workdir, stage, "done")}
+    assert len(owners) == 2
     # per-attempt logs
     assert len(list((workdir / "logs" / "split").glob("local-*_*.out"))) == 6
 
