@@ -150,9 +150,11 @@ class LocalExecutor:
     def execute(self, indices: list[int] | None = None) -> LocalResult:
         todo = list(range(self.plan.num_parts)) if indices is None else list(indices)
         # With a GPU stage, the preflight's models must not stay on a worker (and so on a GPU) for the run.
-        on_worker = None if any(self.gpu_need.values()) else self.pool.preflight
+        stages, left = unfinished(self.run, self.plan, self.plan.stages, todo)
+        warm = min(self.workers, len(left))
+        on_worker = None if any(self.gpu_need.values()) else lambda names: self.pool.preflight(names, warm)
         try:
-            preflight(self.run, self.plan, unfinished(self.run, self.plan, self.plan.stages, todo)[0], on=on_worker)
+            preflight(self.run, self.plan, stages, on=on_worker)
         except BaseException:
             self.pool.close()
             raise

@@ -133,19 +133,27 @@ class WorkerPool:
         else:
             worker.close()
 
-    def preflight(self, stages: list[str]) -> tuple[int, str]:
-        """`curate preflight` on a worker that then stays for the tasks (with the models it loaded)."""
+    def preflight(self, stages: list[str], workers: int = 1) -> tuple[int, str]:
+        """`curate preflight` on `workers` fresh workers at once, which then stay for the tasks with the
+        models they loaded (the second one would otherwise load them while the first one works); the
+        first worker's exit code and messages."""
         with tempfile.TemporaryDirectory() as tmp:
-            out, err = Path(tmp) / "preflight.out", Path(tmp) / "preflight.err"
-            err.touch()
-            worker = self._worker(err)
-            if not worker.send({"preflight": stages, "out": str(out), "err": str(err)}):
-                code = worker.proc.wait() or 1
-            else:
-                task = WorkerTask(self, worker)
-                while (code := task.poll()) is None:
-                    select.select([worker.proc.stdout], [], [], 0.5)  # its reply, or its death (EOF)
-            return code, err.read_text(errors="replace")
+            started = []
+            for n in range(max(1, workers)):
+                out, err = Path(tmp) / f"preflight-{n}.out", Path(tmp) / f"preflight-{n}.err"
+                err.touch()
+                worker = Worker(self.run, self.plan_path, self.env, err)
+                request = {"preflight": stages, "out": str(out), "err": str(err)}
+                started.append((WorkerTask(self, worker) if worker.send(request) else None, worker, err))
+            codes = []
+            for task, worker, err in started:
+                if task is None:
+                    code = worker.proc.wait() or 1
+                else:
+                    while (code := task.poll()) is None:
+                        select.select([worker.proc.stdout], [], [], 0.5)  # its reply, or its death (EOF)
+                codes.append((code, err.read_text(errors="replace")))
+            return codes[0]
 
     def close(self) -> None:
         for worker in self.idle:
