@@ -29,22 +29,27 @@ def run_one(run: RunDir, stage: str, index: int, plan_path: Path | None,
     code. TaskInterrupted (a signal) propagates: the caller stops."""
     from .secrets import scrub
     from .slurm_cli import job_alive
-    from .task import RequeueLimitReached, run_task, storage_errors
+    from .task import run_task, storage_errors
 
     try:
         with storage_errors():
             run_task(run, stage, index, plan_path, job_alive=job_alive, log=log)
         return ExitCode.OK
-    except RequeueLimitReached as exc:
-        print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    except CurateError as exc:
+    except CurateError as exc:  # RequeueLimitReached among them, with its own exit code
         print(f"error: {scrub(str(exc))}", file=sys.stderr, flush=True)
         return exc.exit_code
     except Exception as exc:
         print(scrub(f"{stage}[{index}] failed: {type(exc).__name__}: {exc} "
                     f"(traceback in markers/{stage}/{index:05d}.failed)"), file=sys.stderr, flush=True)
         return ExitCode.STAGE_FAILED
+
+
+def stop_on_signal(stage: str | None, index: int | None, exc) -> None:
+    """A signal stopped the task (its claim is released): say so and exit at once, skipping interpreter
+    teardown, which decoder threads still running in native code would abort."""
+    print(f"{stage}[{index}] stopped by {exc}; claim released, nothing written", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(ExitCode.signalled(exc.signum))
 
 
 def preflight_one(run: RunDir, stages: list[str], plan_path: Path | None) -> int:
@@ -87,9 +92,7 @@ def serve(run: RunDir, plan_path: Path | None) -> None:
             else:
                 code = run_one(run, stage, index, plan_path, log=lambda m: print(scrub(m), flush=True))
         except TaskInterrupted as exc:
-            print(f"{stage}[{index}] stopped by {exc}; claim released, nothing written", file=sys.stderr, flush=True)
-            sys.stdout.flush()
-            os._exit(ExitCode.signalled(exc.signum))  # no teardown under decoder threads still in native code
+            stop_on_signal(stage, index, exc)
         sys.stdout.flush()
         sys.stderr.flush()
         os.write(replies, f"{int(code)}\n".encode())

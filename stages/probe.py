@@ -88,9 +88,8 @@ def _probe_pyav(path: Path) -> tuple | None:
                 duration = float(video.duration * video.time_base)
             else:
                 duration = (container.duration or 0) / 1_000_000  # AV_TIME_BASE
-            rotation = int(round(first.rotation)) % 360 if first.rotation else 0
-            tag = video.metadata.get("rotate")
-            rotation = rotation or (int(tag) % 360 if tag and tag.lstrip("-").isdigit() else 0)
+            # else an old-style `rotate` tag, read as from ffprobe's stream (a bad one: ffprobe decides)
+            rotation = int(round(first.rotation)) % 360 if first.rotation else _rotation({"tags": video.metadata})
             return (video.width, video.height, rotation, fps, duration, int(video.frames or 0),
                     video.codec_context.codec.canonical_name, bool(container.streams.audio))
     except (av.error.FFmpegError, OSError, ValueError, StopIteration):

@@ -68,7 +68,7 @@ def run(
     from ..rundir import RunDir
     from ..secrets import scrub
     from ..task import TaskInterrupted
-    from ..worker import run_one
+    from ..worker import run_one, stop_on_signal
 
     if index is None:
         env = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -79,13 +79,10 @@ def run(
         code = run_one(RunDir.at(resolve_workdir(workdir, config)), stage, index, plan,
                        log=lambda m: print(scrub(m), flush=True))
     except TaskInterrupted as exc:
-        print(f"{stage}[{index}] stopped by {exc}; claim released, nothing written", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # Skip interpreter teardown: decoder threads still running in native code would abort it.
-        os._exit(128 + exc.signum)
+        stop_on_signal(stage, index, exc)
     sys.stdout.flush()
     if code == ExitCode.REQUEUE_LIMIT:
-        os._exit(code)  # as above: the time limit stopped it mid-work
+        os._exit(code)  # no teardown either: the time limit stopped it mid-work
     if code:
         raise typer.Exit(code)
 

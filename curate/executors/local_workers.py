@@ -141,19 +141,14 @@ class WorkerPool:
             started = []
             for n in range(max(1, workers)):
                 out, err = Path(tmp) / f"preflight-{n}.out", Path(tmp) / f"preflight-{n}.err"
-                err.touch()
-                worker = Worker(self.run, self.plan_path, self.env, err)
-                request = {"preflight": stages, "out": str(out), "err": str(err)}
-                started.append((WorkerTask(self, worker) if worker.send(request) else None, worker, err))
-            codes = []
-            for task, worker, err in started:
-                if task is None:
-                    code = worker.proc.wait() or 1
-                else:
-                    while (code := task.poll()) is None:
-                        select.select([worker.proc.stdout], [], [], 0.5)  # its reply, or its death (EOF)
-                codes.append((code, err.read_text(errors="replace")))
-            return codes[0]
+                worker = Worker(self.run, self.plan_path, self.env, err)  # creates err
+                worker.send({"preflight": stages, "out": str(out), "err": str(err)})  # if it died: its code below
+                started.append((WorkerTask(self, worker), err))
+            for task, _ in started:
+                while task.poll() is None:
+                    wait_for_any([task], 0.5)  # its reply, or its death (EOF)
+            task, err = started[0]
+            return task.code, err.read_text(errors="replace")
 
     def close(self) -> None:
         for worker in self.idle:
