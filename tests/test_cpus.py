@@ -31,3 +31,22 @@ def test_onnx_sessions_take_the_budget(monkeypatch):
     monkeypatch.delenv("CURATE_THREADS")
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     assert NsfwAnalyzer(FilterConfig().nsfw).load("cpu").onnx_session.get_session_options().intra_op_num_threads == 0
+
+
+def test_onnx_sessions_sleep_between_runs_and_keep_an_arena(monkeypatch):
+    """Idle onnxruntime threads must not spin (they would burn the core the decoder or the other model
+    needs), and RapidOCR's sessions keep onnxruntime's memory arena, which RapidOCR itself turns off."""
+    from stages.analyzers.nsfw import NsfwAnalyzer
+    from stages.analyzers.ocr import OcrAnalyzer
+    from stages.filter import FilterConfig
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.delenv("CURATE_THREADS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    nsfw = NsfwAnalyzer(FilterConfig().nsfw).load("cpu").onnx_session.get_session_options()
+    assert nsfw.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    ocr = OcrAnalyzer(FilterConfig().ocr).load("cpu")
+    for holder in (ocr.text_det.infer, ocr.text_cls.infer, ocr.text_rec.session):
+        options = holder.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.enable_cpu_mem_arena

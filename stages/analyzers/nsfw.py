@@ -104,11 +104,9 @@ class NsfwAnalyzer(ModelAnalyzer):
         detector = NudeDetector()
         from ..cpus import onnx_options
 
-        options = onnx_options() if device == "cpu" else None
-        if device != "cpu" or options is not None:
-            # NudeDetector takes neither providers nor thread options: open the same model with ours
-            detector.onnx_session = onnxruntime.InferenceSession(
-                detector.onnx_session._model_path, options, providers=providers)
+        # NudeDetector takes neither providers nor session options: open the same model with ours
+        detector.onnx_session = onnxruntime.InferenceSession(
+            detector.onnx_session._model_path, onnx_options() if device == "cpu" else None, providers=providers)
         return detector
 
     def infer(self, batch):
