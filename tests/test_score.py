@@ -324,3 +324,27 @@ def test_decode_workers_give_the_same_scores_as_one_producer(tmp_path):
     assert tables[1].equals(tables[2])
     assert done[2]["clips_scored"] == done[1]["clips_scored"]
     assert done[2]["decode_workers"] == 2 and "decode_workers" not in done[1]
+
+
+def test_decode_worker_groups_weigh_the_compressed_bytes():
+    """A high-bitrate small video costs the decoder as much as a big one of few bytes per frame: the
+    groups of score.decode_workers are balanced by frames x pixels plus the clips' share of the bytes."""
+    from stages.score_workers import balanced_groups, decode_cost
+
+    def clips(video, width, height, size):
+        return [{"clip_id": f"{video}-{n}", "video_id": video, "path": f"{video}.mp4", "start_s": 3.0 * n,
+                 "end_s": 3.0 * n + 3, "fps": 25, "width": width, "height": height, "bytes": size,
+                 "duration_s": 12.0} for n in range(4)]
+
+    dense = clips("dense", 176, 144, 40_000_000)  # 40 MB in 12 s of 176x144
+    light = clips("light", 1280, 720, 2_000_000)
+    assert decode_cost(dense[0]) > 2 * decode_cost({**dense[0], "bytes": None})
+    assert decode_cost(dense[0]) == 75 * 176 * 144 + 220 * 10_000_000  # a quarter of the file's bytes
+    groups = balanced_groups(dense + light, 2)
+    loads = [sum(decode_cost(c) for c in group) for group in groups]
+    assert len(groups) == 2 and max(loads) <= 1.2 * min(loads)
+    # by pixels alone the dense video looks like a sixth of the work, and the groups so made are not even
+    by_pixels = balanced_groups([{**c, "bytes": None} for c in dense + light], 2)
+    true_loads = [sum(decode_cost(next(d for d in dense + light if d["clip_id"] == c["clip_id"])) for c in group)
+                  for group in by_pixels]
+    assert max(true_loads) > 1.5 * min(true_loads)
