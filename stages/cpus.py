@@ -1,7 +1,7 @@
 """How many CPU threads one task may use: its share of the node, not every core the libraries see.
 
-Two local workers on 2 cores, or a Slurm task with 4 CPUs on a 64-core node: the decoder and the
-onnxruntime sessions would each start a thread per core they find and take turns on the few they
+Two local workers on 2 cores, or a Slurm task with 4 CPUs on a 64-core node: the decoder, OpenCV and
+the onnxruntime sessions would each start a thread per core they find and take turns on the few they
 have. The local executor gives each task `CURATE_THREADS` (its cores / workers); under Slurm the
 task's `SLURM_CPUS_PER_TASK` says it.
 """
@@ -25,6 +25,20 @@ def task_cores() -> int:
     return task_threads() or len(os.sched_getaffinity(0))
 
 
+_OPENCV_THREADS: list[int] = []
+
+
+def limit_opencv() -> None:
+    """OpenCV's own thread pool within the task's budget: it starts a thread per core it sees, so two
+    local workers (or a 4-CPU Slurm task on a 64-core node) would each resize on all of them."""
+    threads = task_threads()
+    if threads and _OPENCV_THREADS != [threads]:
+        import cv2
+
+        cv2.setNumThreads(threads)
+        _OPENCV_THREADS[:] = [threads]
+
+
 def no_spinning(options):
     """Session options whose idle threads sleep instead of spinning: between the many short runs of a
     filter task (an image or a batch each, the other model's in between) spinning threads burn a
@@ -36,6 +50,8 @@ def no_spinning(options):
 def onnx_options():
     """onnxruntime CPU session options: within the task's thread budget (when one is set), no spinning."""
     import onnxruntime
+
+    limit_opencv()  # the models' pre- and post-processing is OpenCV's
 
     options = onnxruntime.SessionOptions()
     threads = task_threads()

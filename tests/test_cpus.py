@@ -1,5 +1,7 @@
 """A task's thread budget reaches the decoder's and the model sessions' thread pools."""
 
+import os
+
 import pytest
 
 from stages.cpus import task_threads
@@ -50,3 +52,21 @@ def test_onnx_sessions_sleep_between_runs_and_keep_an_arena(monkeypatch):
         options = holder.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         assert options.enable_cpu_mem_arena
+
+
+def test_opencv_takes_the_budget_in_a_decode(tmp_path):
+    """A task's decode holds OpenCV's thread pool to the task's budget (a fresh interpreter: the pool
+    is process-wide)."""
+    import subprocess
+    import sys
+
+    from conftest import SAMPLES
+
+    code = ("import cv2; from stages.decode import iter_frames; before = cv2.getNumThreads(); "
+            f"next(iter(iter_frames({str(SAMPLES / 'flash_3.mp4')!r}))); print(before, cv2.getNumThreads())")
+    env = {**os.environ, "CURATE_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    before, after = out.split()
+    assert after == "1"
+    if len(os.sched_getaffinity(0)) > 1:
+        assert before != "1"  # OpenCV's own default was a thread per core: the decode changed it

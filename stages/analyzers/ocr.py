@@ -122,12 +122,13 @@ class OcrAnalyzer(ModelAnalyzer):
                                   "filter.ocr.enabled: false") from None
         onnx_providers(device, "filter.ocr.device")  # stops here when CUDA was asked for and is absent
         gpu = device != "cpu"
-        # Detect at the size we sampled, never larger: RapidOCR's default upscales the short side to
-        # 736 px, and texture upscaled from a 160x90 frame reads as glyphs.
-        from ..cpus import task_threads
+        from ..cpus import limit_opencv, task_threads
 
+        limit_opencv()  # RapidOCR's pre- and post-processing is OpenCV's
         # a global key: RapidOCR copies it into each of its three sessions
         threads = {"intra_op_num_threads": task_threads()} if task_threads() else {}
+        # Detect at the size we sampled, never larger: RapidOCR's default upscales the short side to
+        # 736 px, and texture upscaled from a 160x90 frame reads as glyphs.
         with memory_arena():
             return RapidOCR(det_limit_side_len=4096, det_limit_type="max",
                             det_use_cuda=gpu, cls_use_cuda=gpu, rec_use_cuda=gpu, **threads)
