@@ -8,7 +8,9 @@ and its own claim; a task that crashes the interpreter takes only its worker wit
 records that task as failed and starts another worker.
 
 Protocol (executors/local_workers.py): one JSON request per line on stdin, one exit code per line on
-the stdout the worker was started with. End of stdin ends the worker.
+the stdout the worker was started with. End of stdin ends the worker. It starts as `python -m
+curate.worker`, not through the command line app: typer and the command modules cost each worker
+0.2-0.3 s before its first task.
 """
 
 from __future__ import annotations
@@ -96,3 +98,25 @@ def serve(run: RunDir, plan_path: Path | None) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os.write(replies, f"{int(code)}\n".encode())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m curate.worker --workdir W [--plan P]`, as the local executor starts it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m curate.worker",
+                                     description="Run curate tasks read from stdin one after another.")
+    parser.add_argument("--workdir", required=True, type=Path, help="the run directory")
+    parser.add_argument("--plan", type=Path, help="plan file to read (default: WORKDIR/run.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        serve(RunDir.at(args.workdir), args.plan)
+    except CurateError as exc:  # each task reports its own; this is one outside any task
+        from .secrets import scrub
+
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

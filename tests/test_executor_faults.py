@@ -201,3 +201,19 @@ def test_a_worker_killed_mid_task_fails_only_that_index(tmp_path, workdir):
     proc = curate("local", "-w", workdir, "-c", cfg, "--no-progress", "--json")
     assert json.loads(proc.stdout)["failed"] == {}
     assert {int(p.name.split(".")[0]) for p in (workdir / "markers" / "split").glob("*.done")} == {0, 1}
+
+
+def test_a_worker_starts_without_the_command_line_app(tmp_path):
+    """A local worker is `python -m curate.worker`: it answers a request without importing typer or the
+    command modules (0.2-0.3 s a worker before its first task), and ends when its stdin does."""
+    code = ("import json, runpy, sys; report = sys.argv[2]; sys.argv = ['curate.worker', '--workdir', sys.argv[1]]; "
+            "runpy.run_module('curate.worker', run_name='__main__'); "
+            "cli = [m for m in sys.modules if m in ('typer', 'curate.cli') or m.startswith('curate.cli.')]; "
+            "open(report, 'w').write(json.dumps(sorted(cli)))")
+    request = json.dumps({"preflight": ["split"], "out": str(tmp_path / "o"), "err": str(tmp_path / "e")})
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run"), str(tmp_path / "modules.json")],
+                          input=request + "\n", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() and int(proc.stdout.strip()) != 0  # the request's exit code: there is no plan
+    assert "run.yaml" in (tmp_path / "e").read_text()  # ... and the reason in the request's log
+    assert json.loads((tmp_path / "modules.json").read_text()) == []

@@ -88,18 +88,6 @@ def run(
 
 
 @app.command(hidden=True)
-def worker(
-    workdir: Optional[Path] = WorkdirOpt,
-    plan: Optional[Path] = typer.Option(None, help="Plan file to read (default: WORKDIR/run.yaml)."),
-):
-    """Run tasks read from stdin one after another (what `curate local` starts; see curate/worker.py)."""
-    from ..rundir import RunDir
-    from ..worker import serve
-
-    serve(RunDir.at(resolve_workdir(workdir, None)), plan)
-
-
-@app.command(hidden=True)
 def preflight(
     workdir: Optional[Path] = WorkdirOpt,
     stage: str = typer.Option("all", "--stage", "-s", help="all, or stages like fetch,split."),

@@ -1,4 +1,4 @@
-"""Local executor: a bounded pool of task processes (`curate worker`s, curate/worker.py) on this machine.
+"""Local executor: a bounded pool of task processes (workers, curate/worker.py) on this machine.
 
 Each index flows through the stages on its own (index 3 can be in split while index 4 is in
 fetch). A task that fails stops only its own index. Ctrl-C or SIGTERM terminates the running tasks,

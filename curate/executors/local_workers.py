@@ -1,4 +1,4 @@
-"""The local executor's task processes: `curate worker`s that each run many tasks (curate/worker.py).
+"""The local executor's task processes: workers (`python -m curate.worker`) that each run many tasks.
 
 A task on a worker looks to the executor like a `curate run` process: it has a pid (the worker's, in a
 session of its own, so a signal to it stops the task), `poll()` gives its exit code once it ends, and a
@@ -23,7 +23,7 @@ MAX_TASKS_PER_WORKER = 100  # then a fresh one, so a slow leak in some library c
 
 class Worker:
     def __init__(self, run: RunDir, plan_path: Path, env: dict, first_log: Path):
-        cmd = [sys.executable, "-m", "curate", "worker", "--workdir", str(run.root), "--plan", str(plan_path)]
+        cmd = [sys.executable, "-m", "curate.worker", "--workdir", str(run.root), "--plan", str(plan_path)]
         with open(first_log, "a") as err:  # where an import-time crash is told
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
                                          start_new_session=True)
