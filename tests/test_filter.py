@@ -149,6 +149,34 @@ def test_ocr_counts_only_text_that_reads_as_text(tmp_path):
     assert edit["text_area_max"] > 0.02 and "SIMPLE" in edit["text"] and ".MP4" in edit["text"]
 
 
+def test_ocr_detects_several_images_at_once_with_the_same_boxes(monkeypatch):
+    """On the CPU the detector runs one image per core of the task's budget at once, each run on one
+    thread (recognition keeps the budget's threads): every box, text and area is the one found an
+    image at a time."""
+    from stages.analyzers.ocr import OcrAnalyzer
+
+    collect = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5, "recognize": True}).ocr)
+    items = []
+    for path in (DATA / "subs_720p.mp4", DATA / "textures_pan.mp4", DATA / "pexels_fastcut_vertical.mp4"):
+        scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [collect]).__next__()
+        items += collect.collected()
+    engines = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("CURATE_THREADS", threads)
+        engines[threads] = collect.load("cpu")
+    assert engines["1"].detect_at_once == 1 and engines["2"].detect_at_once == 2
+    assert engines["2"].text_det.infer.session.get_session_options().intra_op_num_threads == 1
+    assert engines["2"].text_rec.session.session.get_session_options().intra_op_num_threads == 2
+    found = {}
+    for threads, engine in engines.items():
+        monkeypatch.setattr(OcrAnalyzer, "model", property(lambda self, engine=engine: engine))
+        found[threads] = [(area, [(np.asarray(box).round(2).tolist(), text, round(score, 4))
+                                  for box, text, score in boxes]) for area, boxes in collect.infer(items)]
+    assert len(found["2"]) == len(items) > 20
+    assert found["1"] == found["2"]
+    assert any("Subtitle" in text for _, boxes in found["2"] for _, text, _ in boxes)
+
+
 def test_nsfw_runs_the_shipped_model():
     from stages.analyzers.nsfw import NsfwAnalyzer
 
