@@ -102,3 +102,29 @@ def test_status_and_run_start_fast(tmp_path, workdir):
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ).stdout
     assert "HEAVY []" in out
+
+
+def test_the_executor_ends_with_its_last_task_without_a_nap(tmp_path, workdir, monkeypatch):
+    """The scheduler only waits for a held-back index; once the last task (here the run-wide dedup)
+    has ended and nothing waits, `curate local` goes on to the final table at once."""
+    import types
+
+    from curate.executors import local as local_executor
+    from curate.plan import load_plan
+    from curate.prepare import prepare_run
+    from curate.rundir import RunDir
+
+    naps = []
+    clock = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("_")})
+    clock.sleep = lambda seconds: naps.append(seconds) or time.sleep(seconds)
+    monkeypatch.setattr(local_executor, "time", clock)
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "bikes.mp4").write_bytes((SAMPLES / "bikes.mp4").read_bytes())
+    config = tmp_path / "c.yaml"
+    config.write_text("filter: {ocr: {enabled: false}, nsfw: {enabled: false}}\n")
+    run, plan, _ = prepare_run(workdir, config, d, False, parts=1)
+    result = local_executor.LocalExecutor(run, load_plan(RunDir.at(workdir)), 1).execute()
+    assert result.failed == {}
+    assert "dedup" in plan.stages and (workdir / "markers" / "dedup" / "00000.done").exists()
+    assert naps == []

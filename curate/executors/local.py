@@ -211,8 +211,9 @@ class LocalExecutor:
                 self._notify(stage, index, "start")
             self._start_run_wide(waiting, running, parked)
             if not running:
-                time.sleep(0.2)
-                continue
+                if waiting:  # each one held back (another process has its claim): look again soon
+                    time.sleep(0.2)
+                continue  # none waiting either: the run is over (no nap after its last task)
             wait_for_any([t.proc for t in running.values()], 0.05)
             for index, task in list(running.items()):
                 code = task.proc.poll()
