@@ -196,7 +196,10 @@ def test_nsfw_scores_equal_nudenets_own_detections():
     for path in (DATA / "nosubs_720p.mp4", SAMPLES / "bikes.mp4", DATA / "mma_armwrestle_corrupt.mp4",
                  DATA / "katna_cat_static.mp4"):
         frames += [f.image(analyzer.need) for f in iter_frames(str(path))][::12]
-    ours = analyzer.infer(frames)
+    ours = analyzer.infer(frames)  # on the CPU, parts of the batch at once (one per core), each on one thread
+    at_once, analyzer.model.runs_at_once = analyzer.model.runs_at_once, 1
+    assert analyzer.infer(frames) == ours  # one run over the whole batch: the same scores, bit for bit
+    analyzer.model.runs_at_once = at_once
     found = analyzer.model.detect_batch(frames, batch_size=4)
     theirs = [frame_score(f) for f in found]
     checked = [frame_score(f, image, 0.4) for f, image in zip(found, frames)]

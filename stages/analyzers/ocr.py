@@ -126,12 +126,10 @@ class OcrAnalyzer(ModelAnalyzer):
                                   "filter.ocr.enabled: false") from None
         onnx_providers(device, "filter.ocr.device")  # stops here when CUDA was asked for and is absent
         gpu = device != "cpu"
-        from ..cpus import limit_opencv, task_cores, task_threads
+        from ..cpus import limit_opencv, runs_at_once, task_threads
 
         limit_opencv()  # RapidOCR's pre- and post-processing is OpenCV's
-        # On the CPU, images are detected several at once, each on one thread: the detector's small
-        # layers keep two threads of one run half idle (86 frames: 0.9 s against 1.3 s on 2 cores).
-        at_once = 1 if gpu else task_cores()
+        at_once = runs_at_once(device)  # images detected at once, each on one thread
         with session_options(1 if at_once > 1 else task_threads(), task_threads()) as applied:
             # a global key, which RapidOCR copies into each of its three sessions, where ours do not apply
             threads = {"intra_op_num_threads": task_threads()} if task_threads() and not applied else {}
