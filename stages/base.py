@@ -44,6 +44,9 @@ class Stage:
     # One task over every index at once (curate/runwide.py), once the stage before has ended for all;
     # it implements `run_all` instead of `run`.
     run_wide: ClassVar[bool] = False
+    # Libraries its tasks import (lazily, inside the stage): a local worker started ahead of the plan
+    # imports them while `curate local` still writes the manifest (curate/worker.py `warm`).
+    warm_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: TaskContext):
         self.ctx = ctx

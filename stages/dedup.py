@@ -106,6 +106,7 @@ def keep_greedily(groups: list[int], nodes: list[int], edges) -> dict[int, int]:
 
 class DedupStage(Stage):
     name = "dedup"
+    warm_modules = ("numpy", "cv2")
     run_wide: ClassVar[bool] = True
 
     @classmethod

@@ -43,6 +43,7 @@ class FetchConfig(StageSection):
 
 class FetchStage(Stage):
     name = "fetch"
+    warm_modules = ("av",)
 
     @classmethod
     def columns(cls, cfg) -> dict[str, str]:

@@ -69,6 +69,7 @@ class Batcher:
 
 class ScoreStage(MeasuringStage):
     name = "score"
+    warm_modules = ("numpy", "cv2", "av")
     cpus, mem = 4, "16G"
     consumers = staticmethod(build_scorers)
 

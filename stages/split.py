@@ -167,6 +167,7 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
 
 class SplitStage(Stage):
     name = "split"
+    warm_modules = ("numpy", "cv2", "av", "scenedetect")
 
     @classmethod
     def columns(cls, cfg) -> dict[str, str]:

@@ -128,3 +128,32 @@ def test_the_executor_ends_with_its_last_task_without_a_nap(tmp_path, workdir, m
     assert result.failed == {}
     assert "dedup" in plan.stages and (workdir / "markers" / "dedup" / "00000.done").exists()
     assert naps == []
+
+
+def test_a_worker_started_ahead_of_the_plan_runs_the_tasks(tmp_path, workdir):
+    """`curate local` starts its first worker before it writes the manifest (the worker imports the
+    stages' libraries meanwhile); the pool adopts it: it runs the preflight and every task, and gets
+    the task's thread budget with each request."""
+    from curate.executors import local as local_executor
+    from curate.executors.local_workers import close_early, start_early
+    from curate.plan import load_plan
+    from curate.prepare import prepare_run
+    from curate.rundir import RunDir
+
+    early = start_early(workdir, 1)
+    started = list(early)
+    try:
+        d = tmp_path / "in"
+        d.mkdir()
+        (d / "bikes.mp4").write_bytes((SAMPLES / "bikes.mp4").read_bytes())
+        config = tmp_path / "c.yaml"
+        config.write_text("filter: {ocr: {enabled: false}, nsfw: {enabled: false}}\n")
+        prepare_run(workdir, config, d, False, parts=1)
+        run = RunDir.at(workdir)
+        result = local_executor.LocalExecutor(run, load_plan(run), 1, early=early).execute()
+    finally:
+        close_early(early, started)
+    assert result.failed == {} and early == []
+    pids = {json.loads(p.read_text())["owner"]["pid"] for p in (workdir / "markers").glob("*/*.done")}
+    assert pids == {started[0].pid}
+    assert not started[0].first_log.exists()

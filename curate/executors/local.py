@@ -124,7 +124,7 @@ def _log_files(run: RunDir, stage: str, index: int) -> tuple[IO, IO]:
 
 
 class LocalExecutor:
-    def __init__(self, run: RunDir, plan: Plan, workers: int, progress=None):
+    def __init__(self, run: RunDir, plan: Plan, workers: int, progress=None, early: list | None = None):
         self.run, self.plan, self.workers = run, plan, max(1, workers)
         self.progress = progress  # callable(stage, index, event) or None
         from stages import STAGES
@@ -141,7 +141,7 @@ class LocalExecutor:
         self.env = env
         # Tasks that need no GPU run on long-lived workers (imports and models paid once per worker); a GPU
         # task gets a process of its own, started with its CUDA_VISIBLE_DEVICES.
-        self.pool = WorkerPool(run, plan.path, env)
+        self.pool = WorkerPool(run, plan.path, env, early)  # `early`: workers started ahead of the plan
 
     def _notify(self, stage: str, index: int, event: str) -> None:
         if self.progress:

@@ -21,12 +21,16 @@ from ..rundir import RunDir
 MAX_TASKS_PER_WORKER = 100  # then a fresh one, so a slow leak in some library cannot grow for a whole run
 
 
+THREAD_KEYS = ("CURATE_THREADS",)  # what a pool's environment adds, sent with every request
+
+
 class Worker:
-    def __init__(self, run: RunDir, plan_path: Path, env: dict, first_log: Path):
+    def __init__(self, run: RunDir, plan_path: Path, env: dict, first_log: Path, warm: bool = False):
+        self.root, self.plan_path, self.first_log = run.root, plan_path, first_log
         cmd = [sys.executable, "-m", "curate.worker", "--workdir", str(run.root), "--plan", str(plan_path)]
         with open(first_log, "a") as err:  # where an import-time crash is told
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(cmd + (["--warm"] if warm else []), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, env=env, start_new_session=True)
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.pending = b""
         self.tasks = 0
@@ -105,10 +109,30 @@ def wait_for_any(tasks: list, timeout: float) -> None:
         time.sleep(timeout)
 
 
+def start_early(workdir: Path, count: int) -> list[Worker]:
+    """Workers started before the run's plan exists (`curate local`, ahead of its manifest): they import
+    the stages' libraries meanwhile and get the task's thread budget with each request. A pool adopts
+    them for the same run directory (`WorkerPool(early=...)`); the caller closes any it did not."""
+    run = RunDir.at(workdir)
+    # where an import-time crash is told (the run directory may not exist yet); `close_early` removes it
+    log = Path(tempfile.gettempdir()) / f"curate-worker-{os.getpid()}.err"
+    return [Worker(run, run.run_yaml, dict(os.environ), log, warm=True) for _ in range(max(1, count))]
+
+
+def close_early(workers: list[Worker], log_of: list[Worker] | None = None) -> None:
+    """Close the early workers a pool did not take, and remove their start-up log."""
+    for worker in workers:
+        worker.close()
+    for worker in log_of or workers:
+        worker.first_log.unlink(missing_ok=True)
+
+
 class WorkerPool:
-    def __init__(self, run: RunDir, plan_path: Path, env: dict):
+    def __init__(self, run: RunDir, plan_path: Path, env: dict, early: list[Worker] | None = None):
         self.run, self.plan_path, self.env = run, plan_path, env
         self.idle: list[Worker] = []
+        self.early = early if early is not None else []  # adopted as they are needed; closed with the pool
+        self.request_env = {key: env[key] for key in THREAD_KEYS if key in env}
 
     def _worker(self, first_log: Path) -> Worker:
         while self.idle:
@@ -116,10 +140,19 @@ class WorkerPool:
             if worker.proc.poll() is None:
                 return worker
             worker.close()
+        return self._fresh(first_log)
+
+    def _fresh(self, first_log: Path) -> Worker:
+        """An early worker of this run (one started ahead of the plan), else a new one."""
+        while self.early:
+            worker = self.early.pop()
+            if worker.root == self.run.root and worker.plan_path == self.plan_path and worker.proc.poll() is None:
+                return worker
+            worker.close()
         return Worker(self.run, self.plan_path, self.env, first_log)
 
     def start(self, stage: str, index: int, out_log: Path, err_log: Path) -> WorkerTask:
-        request = {"stage": stage, "index": index, "out": str(out_log), "err": str(err_log)}
+        request = {"stage": stage, "index": index, "out": str(out_log), "err": str(err_log), "env": self.request_env}
         worker = self._worker(err_log)
         if not worker.send(request):  # it died idle: one fresh try
             worker.close()
@@ -141,17 +174,22 @@ class WorkerPool:
             started = []
             for n in range(max(1, workers)):
                 out, err = Path(tmp) / f"preflight-{n}.out", Path(tmp) / f"preflight-{n}.err"
-                worker = Worker(self.run, self.plan_path, self.env, err)  # creates err
-                worker.send({"preflight": stages, "out": str(out), "err": str(err)})  # if it died: its code below
+                err.touch()
+                worker = self._fresh(err)
+                # if it died: its code below
+                worker.send({"preflight": stages, "out": str(out), "err": str(err), "env": self.request_env})
                 started.append((WorkerTask(self, worker), err))
             for task, _ in started:
                 while task.poll() is None:
                     wait_for_any([task], 0.5)  # its reply, or its death (EOF)
             task, err = started[0]
-            return task.code, err.read_text(errors="replace")
+            said = err.read_text(errors="replace")
+            if task.code and not said.strip() and task.worker.first_log.exists():  # it died before reading
+                said = task.worker.first_log.read_text(errors="replace")
+            return task.code, said
 
     def close(self) -> None:
-        for worker in self.idle:
+        for worker in self.idle + self.early:
             worker.close()
-        self.idle = []
+        self.idle, self.early[:] = [], []
 
