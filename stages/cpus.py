@@ -54,16 +54,29 @@ def runs_at_once(device: str) -> int:
     return task_cores() if device == "cpu" else 1
 
 
+def concurrently(function, items: list, at_once: int, name: str) -> list:
+    """`function` over the items, `at_once` of them at a time on threads of their own (results in
+    order); one by one on this thread when `at_once` < 2 or there is a single item."""
+    at_once = min(at_once, len(items))
+    if at_once < 2:
+        return [function(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(at_once, thread_name_prefix=name) as pool:
+        return list(pool.map(function, items))
+
+
+def with_threads(options, threads: int):
+    """Session options that run on `threads` (0: onnxruntime's choice), without spinning."""
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return no_spinning(options)
+
+
 def onnx_options(threads: int | None = None):
     """onnxruntime CPU session options: `threads` per run (default: the task's budget, when one is
     set), no spinning."""
     import onnxruntime
 
     limit_opencv()  # the models' pre- and post-processing is OpenCV's
-
-    options = onnxruntime.SessionOptions()
-    threads = task_threads() if threads is None else threads
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return no_spinning(options)
+    return with_threads(onnxruntime.SessionOptions(), task_threads() if threads is None else threads)

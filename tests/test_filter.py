@@ -164,7 +164,7 @@ def test_ocr_detects_several_images_at_once_with_the_same_boxes(monkeypatch):
     for threads in ("1", "2"):
         monkeypatch.setenv("CURATE_THREADS", threads)
         engines[threads] = collect.load("cpu")
-    assert engines["1"].detect_at_once == 1 and engines["2"].detect_at_once == 2
+    assert engines["1"].runs_at_once == 1 and engines["2"].runs_at_once == 2
     assert engines["2"].text_det.infer.session.get_session_options().intra_op_num_threads == 1
     assert engines["2"].text_rec.session.session.get_session_options().intra_op_num_threads == 2
     found = {}

@@ -141,7 +141,7 @@ def test_a_worker_started_ahead_of_the_plan_runs_the_tasks(tmp_path, workdir):
     from curate.rundir import RunDir
 
     early = start_early(workdir, 1)
-    started = list(early)
+    started = list(early)  # the pool takes them out of `early` as it adopts them
     try:
         d = tmp_path / "in"
         d.mkdir()
@@ -152,7 +152,7 @@ def test_a_worker_started_ahead_of_the_plan_runs_the_tasks(tmp_path, workdir):
         run = RunDir.at(workdir)
         result = local_executor.LocalExecutor(run, load_plan(run), 1, early=early).execute()
     finally:
-        close_early(early, started)
+        close_early(early)
     assert result.failed == {} and early == []
     pids = {json.loads(p.read_text())["owner"]["pid"] for p in (workdir / "markers").glob("*/*.done")}
     assert pids == {started[0].pid}

@@ -127,12 +127,11 @@ def local(
 
     # The workers start first: their imports run beside ours and the manifest's (~0.4 s each side).
     early = start_early(workdir, workers or 1) if workdir is not None and not calibration else []
-    started = list(early)  # the pool takes them out of `early` as it adopts them
     try:
         _local(workdir, input_dir, config, workers, parts, rebuild_manifest, fmt, progress, skip_upload,
                calibration, sample_size, as_json, early)
     finally:
-        close_early(early, started)  # those the run did not take (it stopped first, or needed fewer)
+        close_early(early)  # those the pool did not take out of `early` (it stopped first, or needed fewer)
 
 
 def _local(workdir, input_dir, config, workers, parts, rebuild_manifest, fmt, progress, skip_upload, calibration,

@@ -114,17 +114,19 @@ def start_early(workdir: Path, count: int) -> list[Worker]:
     the stages' libraries meanwhile and get the task's thread budget with each request. A pool adopts
     them for the same run directory (`WorkerPool(early=...)`); the caller closes any it did not."""
     run = RunDir.at(workdir)
-    # where an import-time crash is told (the run directory may not exist yet); `close_early` removes it
-    log = Path(tempfile.gettempdir()) / f"curate-worker-{os.getpid()}.err"
-    return [Worker(run, run.run_yaml, dict(os.environ), log, warm=True) for _ in range(max(1, count))]
+    return [Worker(run, run.run_yaml, dict(os.environ), _early_log(), warm=True) for _ in range(max(1, count))]
 
 
-def close_early(workers: list[Worker], log_of: list[Worker] | None = None) -> None:
+def _early_log() -> Path:
+    """Where early workers tell an import-time crash (the run directory may not exist yet)."""
+    return Path(tempfile.gettempdir()) / f"curate-worker-{os.getpid()}.err"
+
+
+def close_early(workers: list[Worker]) -> None:
     """Close the early workers a pool did not take, and remove their start-up log."""
     for worker in workers:
         worker.close()
-    for worker in log_of or workers:
-        worker.first_log.unlink(missing_ok=True)
+    _early_log().unlink(missing_ok=True)
 
 
 class WorkerPool:

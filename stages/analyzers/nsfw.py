@@ -114,14 +114,11 @@ class NsfwAnalyzer(ModelAnalyzer):
         return detector
 
     def infer(self, batch):
-        at_once = min(getattr(self.model, "runs_at_once", 1), len(batch))
-        if at_once < 2:
-            return self.scores(batch)
-        from concurrent.futures import ThreadPoolExecutor
+        from ..cpus import concurrently
 
-        step = -(-len(batch) // at_once)
-        with ThreadPoolExecutor(at_once, thread_name_prefix="nsfw") as pool:
-            parts = pool.map(self.scores, [batch[at:at + step] for at in range(0, len(batch), step)])
+        at_once = max(1, min(getattr(self.model, "runs_at_once", 1), len(batch)))
+        step = max(1, -(-len(batch) // at_once))  # the batch in `at_once` parts, one run each
+        parts = concurrently(self.scores, [batch[at:at + step] for at in range(0, len(batch), step)], at_once, "nsfw")
         return [score for part in parts for score in part]
 
     def scores(self, images: list) -> list[tuple[float, float]]:

@@ -72,7 +72,7 @@ def session_options(detector_threads: int, threads: int):
     our own: `detector_threads` for the detector, `threads` for the others (0: onnxruntime's choice)."""
     from rapidocr_onnxruntime.utils import infer_engine
 
-    from ..cpus import no_spinning
+    from ..cpus import with_threads
 
     session_class = getattr(infer_engine, "OrtInferSession", None)
     original = getattr(session_class, "_init_sess_opts", None)
@@ -83,10 +83,8 @@ def session_options(detector_threads: int, threads: int):
     def ours(config):
         options = original(config)
         options.enable_cpu_mem_arena = True
-        count = detector_threads if "limit_side_len" in config else threads  # only Det has that key
-        if count:
-            options.intra_op_num_threads, options.inter_op_num_threads = count, 1
-        return no_spinning(options)
+        detector = "limit_side_len" in config  # a key of the detector's section alone
+        return with_threads(options, detector_threads if detector else threads)
 
     session_class._init_sess_opts = staticmethod(ours)
     try:
@@ -137,7 +135,7 @@ class OcrAnalyzer(ModelAnalyzer):
             # 736 px, and texture upscaled from a 160x90 frame reads as glyphs.
             engine = RapidOCR(det_limit_side_len=4096, det_limit_type="max",
                               det_use_cuda=gpu, cls_use_cuda=gpu, rec_use_cuda=gpu, **threads)
-        engine.detect_at_once = at_once if applied else 1
+        engine.runs_at_once = at_once if applied else 1
         return engine
 
     def item(self, frame):
@@ -181,15 +179,10 @@ class OcrAnalyzer(ModelAnalyzer):
 
         # Detection on every image first, then one recognition over all their boxes: the two models
         # taking turns image by image would leave each one's onnxruntime threads spinning against the other's.
-        images = [image for image, _ in batch]
-        at_once = min(getattr(self.model, "detect_at_once", 1), len(images))
-        if at_once > 1:
-            from concurrent.futures import ThreadPoolExecutor
+        from ..cpus import concurrently
 
-            with ThreadPoolExecutor(at_once, thread_name_prefix="ocr-detect") as pool:
-                found = list(pool.map(self.detect, images))
-        else:
-            found = [self.detect(image) for image in images]
+        found = concurrently(self.detect, [image for image, _ in batch], getattr(self.model, "runs_at_once", 1),
+                             "ocr-detect")
         detected = [[box for box in boxes if self.is_text(box, None, scale)] for boxes, (_, scale) in zip(found, batch)]
         results = [[(box, "", 1.0) for box in boxes] for boxes in detected]
         if any(detected) and (self.cfg.verify or self.cfg.recognize):
