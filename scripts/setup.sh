@@ -41,5 +41,14 @@ fi
 echo "== installing curate into .venv"
 extras="test,vision"
 [ "$with_torch" = 1 ] && extras="$extras,models,score"
-pip_q -e ".[$extras]"
+# Hold pip to the torch already here: otherwise a newer torchvision (open_clip needs one) pulls a
+# newer torch, the multi-GB CUDA build, over the CPU one.
+constraints=.venv/constraints.txt
+: >"$constraints"
+installed_torch=$(.venv/bin/python -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null || true)
+[ -n "$installed_torch" ] && echo "torch==$installed_torch" >"$constraints"
+pip_q -c "$constraints" -e ".[$extras]"
+if [ -n "$installed_torch" ] && [ -d .venv/lib/python3*/site-packages/nvidia ]; then
+  echo "warning: CUDA libraries were installed into .venv (a package asked for a CUDA torch)" >&2
+fi
 .venv/bin/python -c "import curate, stages.split" || { echo "installation failed" >&2; exit 1; }
