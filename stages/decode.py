@@ -125,10 +125,10 @@ def iter_frames(path: str, ranges: list[tuple[float, float]] | None = None, thre
     """
     import av
 
-    from .cpus import limit_opencv, task_threads
+    from .cpus import decoder_threads, limit_opencv, task_threads
 
     damage = [] if damage is None else damage
-    threads = threads or task_threads()
+    threads = decoder_threads(threads or task_threads())
     limit_opencv()  # every consumer of the decode resizes and converts with OpenCV
     with av.open(path) as container:
         stream = container.streams.video[0]

@@ -74,3 +74,25 @@ def test_opencv_takes_the_budget_in_a_decode(tmp_path):
     assert after == "1"
     if len(os.sched_getaffinity(0)) > 1:
         assert before != "1"  # OpenCV's own default was a thread per core: the decode changed it
+
+
+def test_decoder_runs_ahead_of_the_budget_with_the_same_frames(monkeypatch):
+    """Two frame threads more than the budget (each holds a frame in flight, so the decoder keeps
+    working while a consumer is on a slow frame); the decoded frames are the same bit for bit."""
+    import hashlib
+
+    from conftest import SAMPLES
+
+    from stages.cpus import decoder_threads
+    from stages.decode import iter_frames
+
+    assert [decoder_threads(b) for b in (0, 1, 2, 4)] == [0, 1, 4, 6]  # 0: FFmpeg's choice; 1: no threads
+
+    def digests(budget: str) -> list[str]:
+        monkeypatch.setenv("CURATE_THREADS", budget)
+        return [hashlib.sha1(frame.source.to_ndarray().tobytes()).hexdigest()
+                for frame in iter_frames(str(SAMPLES / "bikes.mp4"))]
+
+    one = digests("1")
+    assert len(one) == 250
+    assert digests("2") == one
