@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian/Ubuntu machine: ffmpeg, a virtualenv in .venv, curate with
 # its CPU analyzers (OCR, NSFW: ONNX models shipped in their packages) and test dependencies.
-# `--torch` also installs torch==2.13.0 first (the CPU build where the machine provides it, so no
-# multi-GB CUDA build is pulled), the TransNetV2 splitter and the model scorers (open_clip,
-# transformers).
+# `--torch` also installs torch==2.13.0 first (the CPU build where the machine provides it), the
+# TransNetV2 splitter and the model scorers (open_clip, transformers); see below for why pip may
+# still replace that torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_torch=0
@@ -41,17 +41,13 @@ fi
 echo "== installing curate into .venv"
 extras="test,vision"
 [ "$with_torch" = 1 ] && extras="$extras,models,score"
-# Hold pip to the torch already here: otherwise a newer torchvision (open_clip needs one) pulls a
-# newer torch, the multi-GB CUDA build, over the CPU one.
+# torch is not held to the CPU build installed above: open_clip needs torchvision, and every
+# torchvision build this index has is linked against CUDA torch (with the CPU torch 2.13 its
+# operators fail to load: "operator torchvision::nms does not exist"), so pip takes the torch
+# that the newest torchvision pins, with its CUDA libraries; it runs on the CPU all the same.
+# scenedetect and rapidocr bring opencv-python, whose cv2 files land over the headless build's: it
+# is held to the versions pyproject.toml allows the headless one (4.14 and 5.1 resize 40-50 % slower).
 constraints=.venv/constraints.txt
-: >"$constraints"
-installed_torch=$(.venv/bin/python -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null || true)
-[ -n "$installed_torch" ] && echo "torch==$installed_torch" >"$constraints"
-# scenedetect and rapidocr bring opencv-python, whose cv2 files land over the headless build's: hold
-# it to the versions pyproject.toml allows the headless one (4.14 and 5.1 resize 40-50 % slower).
-echo "opencv-python!=4.14.*,!=5.1.*" >>"$constraints"
+echo "opencv-python!=4.14.*,!=5.1.*" >"$constraints"
 pip_q -c "$constraints" -e ".[$extras]"
-if [ -n "$installed_torch" ] && [ -d .venv/lib/python3*/site-packages/nvidia ]; then
-  echo "warning: CUDA libraries were installed into .venv (a package asked for a CUDA torch)" >&2
-fi
 .venv/bin/python -c "import curate, stages.split" || { echo "installation failed" >&2; exit 1; }
