@@ -86,7 +86,7 @@ def test_decoder_runs_ahead_of_the_budget_with_the_same_frames(monkeypatch):
     from stages.cpus import decoder_threads
     from stages.decode import iter_frames
 
-    assert [decoder_threads(b) for b in (0, 1, 2, 4)] == [0, 1, 4, 6]  # 0: FFmpeg's choice; 1: no threads
+    assert [decoder_threads(b) for b in (0, 1, 2, 4, 15, 32)] == [0, 1, 4, 6, 16, 32]  # 0: FFmpeg's choice
 
     def digests(budget: str) -> list[str]:
         monkeypatch.setenv("CURATE_THREADS", budget)
