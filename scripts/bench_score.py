@@ -72,8 +72,9 @@ def clips_of(path: Path, clip_s: float) -> list[dict]:
         return []
     duration = facts["duration_s"]
     starts = [i * clip_s for i in range(max(1, int(duration // clip_s)))]
+    size = path.stat().st_size
     return [{"clip_id": f"{path.name}-{n}", "path": str(path), "start_s": s, "end_s": min(duration, s + clip_s),
-             "fps": facts["fps"], "width": facts["width"], "height": facts["height"], "bytes": path.stat().st_size,
+             "fps": facts["fps"], "width": facts["width"], "height": facts["height"], "bytes": size,
              "duration_s": duration} for n, s in enumerate(starts)]
 
 

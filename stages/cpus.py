@@ -26,8 +26,8 @@ def decoder_threads(budget: int) -> int:
     frames ahead of the consumers; two more than the budget let it keep decoding while a consumer
     works on a slow frame (a sampled one: a hash, a quality measure, a JPEG), instead of idling
     until the consumer asks again. Split took 0-10 % less time with 4 threads than with 2 on 2 cores,
-    the frames bit for bit the same. At most 16 unless
-    the budget itself is more (FFmpeg advises against more frame threads than that)."""
+    the frames bit for bit the same. At most 16 unless the budget itself is more (FFmpeg advises
+    against more frame threads than that)."""
     return min(budget + 2, max(budget, 16)) if budget >= 2 else budget
 
 
