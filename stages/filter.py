@@ -51,7 +51,7 @@ def basic_checks(cfg) -> list:
 
 class FilterStage(MeasuringStage):
     name = "filter"
-    warm_modules = ("numpy", "cv2", "av", "onnxruntime", "rapidocr_onnxruntime", "nudenet")
+    warm_modules = ("numpy", "cv2", "av", "onnxruntime", "openvino", "rapidocr_onnxruntime", "nudenet")
     cpus, mem = 2, "8G"
     consumers = staticmethod(build_analyzers)
 

@@ -28,8 +28,12 @@ def test_onnx_sessions_take_the_budget(monkeypatch):
     monkeypatch.setenv("CURATE_THREADS", "1")
     nsfw = NsfwAnalyzer(FilterConfig().nsfw).load("cpu")
     assert nsfw.onnx_session.get_session_options().intra_op_num_threads == 1
-    ocr = OcrAnalyzer(FilterConfig().ocr).load("cpu")
+    ocr = OcrAnalyzer(FilterConfig(ocr={"runtime": "onnxruntime"}).ocr).load("cpu")
     assert ocr.text_det.infer.session.get_session_options().intra_op_num_threads == 1
+    if OcrAnalyzer(FilterConfig().ocr).openvino("cpu"):  # runtime auto: OpenVINO on the same budget
+        ocr = OcrAnalyzer(FilterConfig().ocr).load("cpu")
+        for session in (ocr.text_det.infer.session, ocr.text_rec.session.session):
+            assert session.config["INFERENCE_NUM_THREADS"] == 1
     monkeypatch.delenv("CURATE_THREADS")
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     # no budget: every core the task may run on, one image batch each, each run on one thread
@@ -51,7 +55,7 @@ def test_onnx_sessions_sleep_between_runs_and_keep_an_arena(monkeypatch):
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     nsfw = NsfwAnalyzer(FilterConfig().nsfw).load("cpu").onnx_session.get_session_options()
     assert nsfw.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    ocr = OcrAnalyzer(FilterConfig().ocr).load("cpu")
+    ocr = OcrAnalyzer(FilterConfig(ocr={"runtime": "onnxruntime"}).ocr).load("cpu")
     for holder in (ocr.text_det.infer, ocr.text_cls.infer, ocr.text_rec.session):
         options = holder.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -149,17 +149,32 @@ def test_ocr_counts_only_text_that_reads_as_text(tmp_path):
     assert edit["text_area_max"] > 0.02 and "SIMPLE" in edit["text"] and ".MP4" in edit["text"]
 
 
-def test_ocr_detects_several_images_at_once_with_the_same_boxes(monkeypatch):
-    """On the CPU the detector runs one image per core of the task's budget at once, each run on one
-    thread (recognition keeps the budget's threads): every box, text and area is the one found an
-    image at a time."""
-    from stages.analyzers.ocr import OcrAnalyzer
-
-    collect = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5, "recognize": True}).ocr)
+def ocr_items(analyzer) -> list:
+    """The OCR inputs of three real videos (subtitles, a texture pan, a fast-cut edit), sampled twice a second."""
     items = []
     for path in (DATA / "subs_720p.mp4", DATA / "textures_pan.mp4", DATA / "pexels_fastcut_vertical.mp4"):
-        scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [collect]).__next__()
-        items += collect.collected()
+        scan_clips(str(path), [{"start_s": 0.0, "end_s": None}], [analyzer]).__next__()
+        items += analyzer.collected()
+    return items
+
+
+def ocr_found(analyzer, engine, items, monkeypatch) -> list:
+    """Every image's text area and (box, text, score) list from one engine, rounded for comparing."""
+    from stages.analyzers.ocr import OcrAnalyzer
+
+    monkeypatch.setattr(OcrAnalyzer, "model", property(lambda self: engine))
+    return [(area, [(np.asarray(box).round(2).tolist(), text, round(score, 4)) for box, text, score in boxes])
+            for area, boxes in analyzer.infer(items)]
+
+
+def test_ocr_detects_several_images_at_once_with_the_same_boxes(monkeypatch):
+    """With onnxruntime on the CPU the detector runs one image per core of the task's budget at once,
+    each run on one thread (recognition keeps the budget's threads): every box, text and area is the
+    one found an image at a time."""
+    from stages.analyzers.ocr import OcrAnalyzer
+
+    collect = OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5, "recognize": True, "runtime": "onnxruntime"}).ocr)
+    items = ocr_items(collect)
     engines = {}
     for threads in ("1", "2"):
         monkeypatch.setenv("CURATE_THREADS", threads)
@@ -167,14 +182,72 @@ def test_ocr_detects_several_images_at_once_with_the_same_boxes(monkeypatch):
     assert engines["1"].runs_at_once == 1 and engines["2"].runs_at_once == 2
     assert engines["2"].text_det.infer.session.get_session_options().intra_op_num_threads == 1
     assert engines["2"].text_rec.session.session.get_session_options().intra_op_num_threads == 2
-    found = {}
-    for threads, engine in engines.items():
-        monkeypatch.setattr(OcrAnalyzer, "model", property(lambda self, engine=engine: engine))
-        found[threads] = [(area, [(np.asarray(box).round(2).tolist(), text, round(score, 4))
-                                  for box, text, score in boxes]) for area, boxes in collect.infer(items)]
+    found = {threads: ocr_found(collect, engine, items, monkeypatch) for threads, engine in engines.items()}
     assert len(found["2"]) == len(items) > 20
     assert found["1"] == found["2"]
     assert any("Subtitle" in text for _, boxes in found["2"] for _, text, _ in boxes)
+
+
+def test_ocr_on_openvino_finds_what_onnxruntime_finds(monkeypatch):
+    """runtime auto runs RapidOCR's own model files on OpenVINO on the CPU (one image at a time, on
+    the task's threads): the same boxes, texts and text areas as onnxruntime on real frames."""
+    from stages.analyzers.ocr import OcrAnalyzer
+    from stages.openvino_session import OpenVinoSession
+
+    monkeypatch.setenv("CURATE_THREADS", "2")
+    on = {runtime: OcrAnalyzer(FilterConfig(ocr={"sample_every_s": 0.5, "recognize": True, "runtime": runtime}).ocr)
+          for runtime in ("onnxruntime", "auto")}
+    items = ocr_items(on["auto"])
+    engines = {runtime: analyzer.load("cpu") for runtime, analyzer in on.items()}
+    detector, recognizer = engines["auto"].text_det.infer.session, engines["auto"].text_rec.session.session
+    assert isinstance(detector, OpenVinoSession) and isinstance(recognizer, OpenVinoSession)
+    assert engines["auto"].runs_at_once == 1 and detector.config["INFERENCE_NUM_THREADS"] == 2
+    assert detector.config["INFERENCE_PRECISION_HINT"] == "f32"  # never bfloat16, whatever the CPU has
+    # the recognizer's character list comes from the model file's metadata, as with onnxruntime
+    assert engines["auto"].text_rec.postprocess_op.character == engines["onnxruntime"].text_rec.postprocess_op.character
+    theirs = ocr_found(on["onnxruntime"], engines["onnxruntime"], items, monkeypatch)
+    ours = ocr_found(on["auto"], engines["auto"], items, monkeypatch)
+    assert len(ours) == len(theirs) == len(items) > 20
+    for (area, boxes), (their_area, their_boxes) in zip(ours, theirs):
+        assert area == pytest.approx(their_area, abs=1e-4)
+        assert [text for _, text, _ in boxes] == [text for _, text, _ in their_boxes]
+        for (box, _, score), (their_box, _, their_score) in zip(boxes, their_boxes):
+            assert np.asarray(box) == pytest.approx(np.asarray(their_box), abs=0.5)
+            assert score == pytest.approx(their_score, abs=1e-3)
+    assert any("Subtitle" in text for _, boxes in ours for _, text, _ in boxes)
+
+
+def test_ocr_detector_input_is_rapidocrs_own_bit_for_bit():
+    """The detector's input comes from a table of the 256 values per channel, computed with RapidOCR's
+    own expression: the same float32 array as RapidOCR's pre-processing, for any size and any mean
+    and std; anything but an 8-bit 3-channel image goes through RapidOCR's own code."""
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    from stages.analyzers.ocr import TablePreProcess
+
+    rng = np.random.default_rng(7)
+    for shape in [(320, 576, 3), (90, 160, 3), (333, 517, 3), (5, 5, 3)]:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        for mean, std in (([0.5] * 3, [0.5] * 3), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])):
+            theirs, ours = DetPreProcess(4096, "max", mean, std)(image), TablePreProcess(
+                DetPreProcess(4096, "max", mean, std))(image)
+            assert (theirs is None and ours is None) or (ours.dtype == theirs.dtype and np.array_equal(ours, theirs))
+    floats = rng.random((64, 96, 3)).astype(np.float32)
+    assert np.array_equal(TablePreProcess(DetPreProcess(4096, "max"))(floats), DetPreProcess(4096, "max")(floats))
+
+
+def test_ocr_runtime_openvino_says_what_to_do_where_it_cannot_run(monkeypatch):
+    from curate.errors import CurateError
+    from stages import openvino_session
+    from stages.analyzers.ocr import OcrAnalyzer
+
+    asked = OcrAnalyzer(FilterConfig(ocr={"runtime": "openvino"}).ocr)
+    with pytest.raises(CurateError, match="runtime: openvino runs on the CPU.*filter.ocr.runtime: onnxruntime"):
+        asked.openvino("cuda")
+    monkeypatch.setattr(openvino_session, "installed", lambda: False)
+    with pytest.raises(CurateError, match="needs openvino, which is not installed.*filter.ocr.runtime: onnxruntime"):
+        asked.openvino("cpu")
+    assert not OcrAnalyzer(FilterConfig().ocr).openvino("cpu")  # auto: onnxruntime where OpenVINO is absent
 
 
 def test_nsfw_runs_the_shipped_model():
