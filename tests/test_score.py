@@ -20,6 +20,25 @@ def score_one(scorer, path, seconds=3.0):
     return scorer.end()
 
 
+def test_quality_noise_is_immerkaers_full_kernel_exactly():
+    """The noise measure filters with Immerkaer's 3x3 kernel as two 1D passes in 16-bit integers: the
+    same value as the 2D float filter, on real frames of several sizes."""
+    import cv2
+    import numpy as np
+
+    from stages.decode import iter_frames
+    from stages.sampling import FrameNeed
+    from stages.scorers.quality import frame_measures
+
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+    for path in (DATA / "mma_skeleton_fixed_camera.mp4", DATA / "textures_pan.mp4", SAMPLES / "bikes.mp4"):
+        for frame in list(iter_frames(str(path)))[::25]:
+            gray = frame.image(FrameNeed(color="gray"))
+            response = cv2.filter2D(gray, cv2.CV_32F, kernel)[1:-1, 1:-1]
+            expected = math.sqrt(math.pi / 2) * cv2.norm(response, cv2.NORM_L1) / response.size / 6
+            assert frame_measures(gray)["noise"] == expected > 0
+
+
 def test_quality_ranks_sharp_above_blurred_and_compressed(tmp_path):
     from stages.scorers.quality import QualityConfig, QualityScorer
 
