@@ -14,9 +14,12 @@ from types import SimpleNamespace
 
 
 def installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openvino") is not None
+    """Whether OpenVINO can be imported here (an install that fails to load counts as none)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class OpenVinoSession:
