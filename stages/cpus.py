@@ -73,8 +73,17 @@ def concurrently(function, items: list, at_once: int, name: str) -> list:
         return [function(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(at_once, thread_name_prefix=name) as pool:
-        return list(pool.map(function, items))
+    pool = ThreadPoolExecutor(at_once, thread_name_prefix=name)
+    try:
+        results = list(pool.map(function, items))
+    except BaseException as exc:
+        # The items not started are dropped either way. After an error the running ones are waited
+        # for (nothing of this task outlives it); after a signal (TaskInterrupted, Ctrl-C) they are
+        # not: the task must release its claim and stop now, not once its current videos are done.
+        pool.shutdown(wait=isinstance(exc, Exception), cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
 
 
 def with_threads(options, threads: int):

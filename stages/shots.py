@@ -28,7 +28,9 @@ def mean_pixel_distance(left, right) -> float:
 def use_fast_distance() -> None:
     """Have PySceneDetect's content score use `mean_pixel_distance` (its module-level helper, looked up
     at each call); a version without that helper keeps its own code."""
-    from scenedetect.detectors import content_detector
+    from .scenedetect_quiet import scenedetect
+
+    content_detector = scenedetect.detectors.content_detector
 
     if callable(getattr(content_detector, "_mean_pixel_distance", None)):
         content_detector._mean_pixel_distance = mean_pixel_distance
@@ -38,14 +40,15 @@ class AdaptiveShots:
     """PySceneDetect's AdaptiveDetector (threshold, min_scene_len), at reduced size."""
 
     def __init__(self, cfg, width: int, height: int, fps: float):
-        from scenedetect import AdaptiveDetector
+        from .scenedetect_quiet import scenedetect
 
         use_fast_distance()
 
         scale = 1 / cfg.downscale if cfg.downscale else min(1.0, DETECT_WIDTH / max(width, 1))
         self.need = FrameNeed(width=max(2, int(width * scale) // 2 * 2), height=max(2, int(height * scale) // 2 * 2),
                               color="bgr", fast_color=True)
-        self.make = lambda: AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_scene_len)
+        self.make = lambda: scenedetect.AdaptiveDetector(adaptive_threshold=cfg.threshold,
+                                                         min_scene_len=cfg.min_scene_len)
         self.fps = fps or 25.0
 
     def begin(self, clip: dict) -> None:

@@ -12,6 +12,7 @@ where decoding broke.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +26,8 @@ from .pixels import Frame
 from .probe import require_ffmpeg
 from .sampling import FrameNeed
 from .schema import CLIP_SCHEMA, VIDEO_SCHEMA, frame
+
+MAX_VIDEOS_AT_ONCE = 4  # past a few, one process's Python threads wait on each other, not on cores
 
 
 class SplitConfig(StageSection):
@@ -113,6 +116,13 @@ def make_detector(cfg, width: int, height: int, fps: float):
     return kind(cfg, width, height, fps)
 
 
+def work_of(video: dict) -> float:
+    """About how long splitting the video takes, from its probe: a fixed cost per frame (Python's, the
+    detector's) and one per pixel (decoding), equal at about a megapixel a frame."""
+    frames = video.get("num_frames") or (video.get("duration_s") or 0.0) * (video.get("fps") or 25.0)
+    return frames * (1.0 + (video.get("width") or 0) * (video.get("height") or 0) / 1e6)
+
+
 class FrameTimes:
     """Records the timestamp of every decoded frame; converts none."""
 
@@ -167,7 +177,7 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
 
 class SplitStage(Stage):
     name = "split"
-    warm_modules = ("numpy", "cv2", "av", "scenedetect")
+    warm_modules = ("numpy", "cv2", "av", "stages.scenedetect_quiet")
 
     @classmethod
     def columns(cls, cfg) -> dict[str, str]:
@@ -202,18 +212,38 @@ class SplitStage(Stage):
 
     def run(self, rows):
         from . import handoff
+        from .cpus import concurrently, task_cores
 
-        out: list[dict] = []
-        self.recorders = ([] if self.cfg.kind == "none"
-                          else handoff.recorders(self.ctx.plan.config, self.ctx.plan.stages))
-        self.records: list[dict] = []
+        if self.cfg.kind == "pyscenedetect":
+            from . import scenedetect_quiet  # noqa: F401 - here, before the video threads (see there)
         videos = list(rows.iter_rows(named=True))
+        todo = [(n, v) for n, v in enumerate(videos, 1) if v["status"] == "ok"]
+        config, stages = self.ctx.plan.config, self.ctx.plan.stages
+        local = threading.local()  # a recorder keeps one video's state: one set per thread
+
+        def split_one(item: tuple[int, dict]) -> tuple[list[dict], list[dict]]:
+            n, video = item
+            if not hasattr(local, "recorders"):
+                local.recorders = [] if self.cfg.kind == "none" else handoff.recorders(config, stages)
+            self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
+            return self._clips(video, local.recorders)
+
+        # Two videos at once keep both cores busy: one video's main thread (detector, recorders) and
+        # its decoder threads leave a third of 2 cores idle (split of samples/ + tests/data/: 2.8 s
+        # against 3.5 s). A model detector already uses the task's cores (or its GPU) on its own.
+        at_once = min(task_cores(), MAX_VIDEOS_AT_ONCE) if self.cfg.kind == "pyscenedetect" else 1
+        # longest first, so that the last one to finish is a short one; results in input order
+        biggest = sorted(todo, key=lambda item: -work_of(item[1]))
+        done = dict(zip((n for n, _ in biggest), concurrently(split_one, biggest, at_once, "split")))
+        out: list[dict] = []
+        self.records: list[dict] = []
         for n, video in enumerate(videos, 1):
-            if video["status"] != "ok":
+            if n not in done:
                 out.append(video)
                 continue
-            self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
-            out += self._clips(video)
+            clips, records = done[n]
+            out += clips
+            self.records += records
         handoff.write(handoff.part_path(self.ctx.run, self.ctx.index), self.records)
         self.ctx.stats["records"] = len(self.records)
         clips = [r for r in out if r.get("clip_id")]
@@ -221,18 +251,19 @@ class SplitStage(Stage):
         self.ctx.stats["clip_seconds"] = round(sum(r["clip_duration_s"] for r in clips if r["status"] == "ok"), 3)
         return frame(out, CLIP_SCHEMA)
 
-    def _clips(self, video: dict) -> list[dict]:
+    def _clips(self, video: dict, recorders: list) -> tuple[list[dict], list[dict]]:
+        """One video's rows, and the records its recorders made for its ok clips."""
         from .decode import describe
 
         base = {k: video.get(k) for k in VIDEO_SCHEMA}
         fps = video["fps"] or 25.0
         if self.cfg.kind == "none":
-            return self._whole(video, base, fps)
+            return self._whole(video, base, fps), []
         try:
             shots = detect_shots(video["path"], self.cfg, video["width"], video["height"], fps,
-                                 [recorder for _, recorder, _ in self.recorders])
+                                 [recorder for _, recorder, _ in recorders])
         except Exception as exc:  # a broken file must not kill the task
-            return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}]
+            return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}], []
         # A truncated or corrupt file decodes fewer frames than its header promises: keep the clips
         # we got, record how far decoding went and, on ok clips, where it broke.
         base["decoded_frames"] = shots.decoded
@@ -254,8 +285,7 @@ class SplitStage(Stage):
                 if self.cfg.cut and not drop:
                     row.update(self._cut(video["path"], row))
                 rows.append(row)
-        self._record([r for r in rows if r["status"] == "ok"])
-        return rows
+        return rows, self._record(recorders, [r for r in rows if r["status"] == "ok"])
 
     @staticmethod
     def _transition_row(video: dict, base: dict, shots: Shots, fps: float, a: int, b: int, kind: str) -> dict:
@@ -265,15 +295,14 @@ class SplitStage(Stage):
                 "boundary": kind, "status": "dropped",
                 "reason": f"{kind}: gradual transition, frames {a}-{b - 1} ({end_s - start_s:.2f} s)"}
 
-    def _record(self, clips: list[dict]) -> None:
+    @staticmethod
+    def _record(recorders: list, clips: list[dict]) -> list[dict]:
         """What the filter and score stages would decode again, from this decode (stages/handoff.py)."""
         from .handoff import row
 
-        for consumer, recorder, settings in self.recorders:
-            for clip in clips:
-                record = recorder.for_clip(clip)
-                if record is not None:
-                    self.records.append(row(clip["clip_id"], consumer, settings, record))
+        return [row(clip["clip_id"], consumer, settings, record)
+                for consumer, recorder, settings in recorders for clip in clips
+                if (record := recorder.for_clip(clip)) is not None]
 
     def _whole(self, video: dict, base: dict, fps: float) -> list[dict]:
         """kind none: the whole video is one shot, from its probe (no decode); min_s / max_s still apply."""

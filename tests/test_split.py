@@ -170,3 +170,29 @@ def test_fast_pixel_distance_equals_pyscenedetect_formula():
         a, b = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
         reference = np.sum(np.abs(a.astype(np.int32) - b.astype(np.int32))) / float(a.size)
         assert mean_pixel_distance(a, b) == reference
+
+
+def test_videos_split_at_once_give_what_one_at_a_time_gives(tmp_path):
+    """Split runs two videos at once on two cores (threads of one task): the same rows, in input order,
+    and the same records for the later stages, byte for byte, as one video at a time."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for path in (SAMPLES / "cuts_6shots.mp4", SAMPLES / "flash_3.mp4", DATA / "noflash.mp4", DATA / "pan_4px.mp4"):
+        (inp / path.name).write_bytes(path.read_bytes())
+    cfg = write_config(tmp_path / "c.yaml", "")
+    parts = {}
+    for threads in ("1", "2"):
+        workdir = tmp_path / f"run-{threads}"
+        curate("local", "-w", workdir, "-i", inp, "-c", cfg, "--parts", "1", "--workers", "1", "--no-progress",
+               env={"CURATE_THREADS": threads})
+        split_dir = workdir / "stages" / "split"
+        (part,) = split_dir.glob("part-*[0-9].parquet")
+        (records,) = split_dir.glob("*.handoff.parquet")
+        parts[threads] = (pl.read_parquet(part), pl.read_parquet(records))
+        log = "".join(p.read_text() for p in (workdir / "logs" / "split").glob("*.out"))
+        order = [line.split()[-1] for line in log.splitlines() if line.startswith("split[0] ") and "/4 " in line]
+        assert len(order) == 4 and order[0] == "cuts_6shots.mp4", order  # the longest first: a short one ends
+    (rows_1, records_1), (rows_2, records_2) = parts["1"], parts["2"]
+    assert rows_1.height > 4 and rows_1["relpath"].to_list() == rows_2["relpath"].to_list()
+    assert rows_1.drop("path").equals(rows_2.drop("path"))
+    assert records_1.height > 0 and records_1.equals(records_2)
