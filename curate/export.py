@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .faults import storage_errors
 from .manifest import read_manifest_part
 from .plan import Plan
 from .rundir import RunDir, atomic_write_bytes, atomic_write_parquet, read_json
 from .status import collect_status
-from .task import storage_errors
 
 FORMATS = ("parquet", "jsonl")
 

@@ -58,8 +58,9 @@ def split_indices(run: RunDir, plan, stage: str) -> tuple[list[int], list[int], 
 
 def run_wide_task(run: RunDir, stage: str, plan_path: Path | None = None,
                   job_alive: markers.JobAliveCheck | None = None, log: Callable[[str], None] = print):
+    from .faults import HANDLED_SIGNALS, signals_raise, storage_errors
     from .plan import load_plan
-    from .task import HANDLED_SIGNALS, Outcome, signals_raise, storage_errors
+    from .task import Outcome
 
     plan = load_plan(run, plan_path)
     plan.check_stage(stage)
@@ -91,7 +92,8 @@ def _run_claimed(run: RunDir, plan, stage: str, claim: markers.Claim, mask, log:
     from stages import STAGES
     from stages.base import TaskContext
 
-    from .task import Outcome, TaskInterrupted, read_input, status_counts
+    from .faults import TaskInterrupted
+    from .task import Outcome, read_input, status_counts
 
     started = time.time()
     fingerprint = plan.fingerprints[stage]

@@ -29,9 +29,10 @@ def run_one(run: RunDir, stage: str, index: int, plan_path: Path | None,
             log: Callable[[str], None]) -> int:
     """One task through the task contract; its messages on stderr as `curate run` prints them; its exit
     code. TaskInterrupted (a signal) propagates: the caller stops."""
+    from .faults import storage_errors
     from .secrets import scrub
     from .slurm_cli import job_alive
-    from .task import run_task, storage_errors
+    from .task import run_task
 
     try:
         with storage_errors():
@@ -80,8 +81,8 @@ def _redirect(out_path: str, err_path: str) -> None:
 
 def serve(run: RunDir, plan_path: Path | None) -> None:
     """Read requests from stdin until it closes; answer each with its exit code on the original stdout."""
+    from .faults import TaskInterrupted
     from .secrets import scrub
-    from .task import TaskInterrupted
 
     replies = os.dup(1)  # fd 1 itself becomes each task's log
     for line in sys.stdin:

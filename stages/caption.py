@@ -197,7 +197,7 @@ class CaptionStage(Stage):
         import signal
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-        from curate.task import HANDLED_SIGNALS
+        from curate.faults import HANDLED_SIGNALS
 
         from .caption_client import CaptionClient, Stopped, Systemic, Transient
 

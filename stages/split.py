@@ -138,9 +138,10 @@ class FrameTimes:
         return self.times
 
 
-def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders: list = ()) -> Shots:
-    """One decode of the whole video feeds the shot detector, the flash guard and the recorders of
-    later stages (stages/handoff.py)."""
+def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders: list = (),
+                 threads: int = 0) -> Shots:
+    """One decode of the whole video (`threads`: its decoder's budget, 0: the task's) feeds the shot
+    detector, the flash guard and the recorders of later stages (stages/handoff.py)."""
     from .decode import scan_clips
     from .shots import FlashGuard
     from .transitions import TransitionFinder
@@ -155,7 +156,7 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
     if cfg.flash_guard:
         guard = FlashGuard(cfg.flash_max_frames, cfg.flash_brightness_delta)
         consumers.append(guard)
-    (scan,) = scan_clips(path, [{"start_s": 0.0, "end_s": None}], consumers)
+    (scan,) = scan_clips(path, [{"start_s": 0.0, "end_s": None}], consumers, threads)
     times = clock.end()
     if not times:
         raise ValueError(f"no frame could be decoded: {scan.damaged}" if scan.damage else "no frame could be decoded")
@@ -232,6 +233,8 @@ class SplitStage(Stage):
         # its decoder threads leave a third of 2 cores idle (split of samples/ + tests/data/: 2.8 s
         # against 3.5 s). A model detector already uses the task's cores (or its GPU) on its own.
         at_once = min(task_cores(), MAX_VIDEOS_AT_ONCE) if self.cfg.kind == "pyscenedetect" else 1
+        # each video's decoder on its share of the cores (two at once with 4 frame threads each: 5-10 % slower)
+        self.decode_threads = max(1, task_cores() // at_once) if at_once > 1 else 0
         # longest first, so that the last one to finish is a short one; results in input order
         biggest = sorted(todo, key=lambda item: -work_of(item[1]))
         done = dict(zip((n for n, _ in biggest), concurrently(split_one, biggest, at_once, "split")))
@@ -261,7 +264,7 @@ class SplitStage(Stage):
             return self._whole(video, base, fps), []
         try:
             shots = detect_shots(video["path"], self.cfg, video["width"], video["height"], fps,
-                                 [recorder for _, recorder, _ in recorders])
+                                 [recorder for _, recorder, _ in recorders], self.decode_threads)
         except Exception as exc:  # a broken file must not kill the task
             return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}], []
         # A truncated or corrupt file decodes fewer frames than its header promises: keep the clips

@@ -52,7 +52,7 @@ def _console(stderr: bool = False):
 
 
 def main() -> None:
-    from ..task import TaskInterrupted, storage_errors
+    from ..faults import TaskInterrupted, storage_errors
 
     try:
         with storage_errors():  # a full or read-only run directory, wherever it shows: a message, not a traceback

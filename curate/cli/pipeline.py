@@ -65,9 +65,9 @@ def run(
     config: Optional[Path] = WorkdirConfigOpt,
 ):
     """Run one task: one stage for one index. Idempotent; what compute nodes execute."""
+    from ..faults import TaskInterrupted
     from ..rundir import RunDir
     from ..secrets import scrub
-    from ..task import TaskInterrupted
     from ..worker import run_one, stop_on_signal
 
     if index is None:
@@ -138,8 +138,8 @@ def _local(workdir, input_dir, config, workers, parts, rebuild_manifest, fmt, pr
            sample_size, as_json, early) -> None:
     from ..executors.local import LocalExecutor
     from ..export import FORMATS, export, summary
+    from ..faults import TaskInterrupted
     from ..prepare import prepare_run, skipped_stages
-    from ..task import TaskInterrupted
 
     if fmt not in FORMATS:
         raise CurateError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import CurateError
+from ..faults import signals_raise
 from ..local_queue import QueueFile
 from ..plan import Plan, load_plan
 from ..rundir import RunDir, last_error_line
-from ..task import signals_raise
 from .base import next_stage, preflight, task_command, unfinished
 from .local_workers import WorkerPool, WorkerTask, wait_for_any
 

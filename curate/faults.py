@@ -1,0 +1,88 @@
+"""What stops a task other than its own work: a signal, and a run directory that cannot be written.
+
+Kept apart from the task contract (curate/task.py), which imports the config models: the command
+line catches these around every command, and must not pay for those imports before it starts the
+local workers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import CurateError
+
+
+class TaskInterrupted(BaseException):
+    """A signal (Ctrl-C, scancel, time limit, preemption) arrived; stop without a marker."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StorageError(CurateError):
+    """The run directory cannot be written (disk full, quota, read-only, permissions): a systemic fault."""
+
+
+class FailureNotRecorded(StorageError):
+    """A task failed and its .failed marker could not be written either."""
+
+
+_STORAGE_HINTS = {
+    errno.ENOSPC: "free space on that filesystem",
+    errno.EDQUOT: "free space within your quota",
+    errno.EROFS: "make the run directory writable (it is on a read-only filesystem)",
+    errno.EACCES: "make the run directory writable for this user",
+    errno.EPERM: "make the run directory writable for this user",
+}
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how polars (Rust) reports an OSError it hit
+
+
+def storage_error(exc: BaseException, path: Path | None = None) -> StorageError | None:
+    """`exc` as a clear StorageError when it is a full disk / read-only / permission fault, else None.
+
+    Python raises OSError with an errno; polars raises ComputeError or an errno-less OSError whose
+    text ends in "(os error 28)", so both are recognised."""
+    code = getattr(exc, "errno", None)
+    if code is None:
+        match = _OS_ERROR.search(str(exc))
+        code = int(match.group(1)) if match else None
+    if code not in _STORAGE_HINTS:
+        return None
+    where = getattr(exc, "filename", None) or path
+    return StorageError(f"cannot write {where or 'the run directory'}: {os.strerror(code)}; "
+                        f"{_STORAGE_HINTS[code]}, then run the same command again (finished work is kept)")
+
+
+@contextmanager
+def storage_errors(path: Path | None = None):
+    """Turn a full-disk / read-only fault inside the block into a StorageError (a message, exit 2)."""
+    try:
+        yield
+    except Exception as exc:
+        error = storage_error(exc, path)
+        if error is None:
+            raise
+        raise error from None
+
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+STOP_SIGNAL = signal.SIGUSR1  # what the sbatch script relays before the time limit or on preemption
+
+
+@contextmanager
+def signals_raise(signums=HANDLED_SIGNALS):
+    def handler(signum, _frame):
+        raise TaskInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
