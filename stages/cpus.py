@@ -39,11 +39,13 @@ def task_cores() -> int:
 _OPENCV_THREADS: list[int] = []
 
 
-def limit_opencv() -> None:
-    """OpenCV's own thread pool within the task's budget: it starts a thread per core it sees, so two
-    local workers (or a 4-CPU Slurm task on a 64-core node) would each resize on all of them."""
-    threads = task_threads()
-    if threads and _OPENCV_THREADS != [threads]:
+def limit_opencv(threads: int = 0) -> None:
+    """OpenCV's own thread pool on `threads` (0: the task's cores). It would start a thread per core it
+    sees, so two local workers (or a 4-CPU Slurm task on a 64-core node) would each resize on all of
+    them; and a consumer that already has its own core (split's videos at once) keeps it to one: an
+    idle pool thread waits by spinning on sched_yield, which cost split a tenth of a core here."""
+    threads = threads or task_cores()
+    if _OPENCV_THREADS != [threads]:
         import cv2
 
         cv2.setNumThreads(threads)
