@@ -1,6 +1,8 @@
 import csv
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -197,3 +199,13 @@ def test_videos_split_at_once_give_what_one_at_a_time_gives(tmp_path):
     assert rows_1.height > 4 and rows_1["relpath"].to_list() == rows_2["relpath"].to_list()
     assert rows_1.drop("path").equals(rows_2.drop("path"))
     assert records_1.height > 0 and records_1.equals(records_2)
+
+
+def test_scenedetect_imported_without_its_ffmpeg_probe():
+    """stages.scenedetect_quiet imports PySceneDetect without running the ffmpeg it looks for at import
+    (its own clip writer then reports no ffmpeg, which curate never uses), and puts PATH back."""
+    code = ("import os, shutil, sys; path = os.environ['PATH']; import stages.scenedetect_quiet; "
+            "import scenedetect.output.video as video; "
+            "assert os.environ['PATH'] == path and shutil.which('ffmpeg'); "
+            "assert video._FFMPEG_PATH is None, video._FFMPEG_PATH")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
