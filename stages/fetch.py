@@ -53,16 +53,27 @@ class FetchStage(Stage):
         require_ffmpeg()
 
     def run(self, rows):
+        from .cpus import concurrently, task_cores
+
         extensions = tuple(self.ctx.plan.config.input.extensions)
+        units = list(rows.iter_rows(named=True))
+
+        def local_file(unit: dict) -> dict:
+            return self._probed({"video_id": unit["video_id"], "source": unit["source"],
+                                 "relpath": unit["relpath"], "path": self._local_path(unit)})
+
+        # A local file is only probed and hashed, mostly inside FFmpeg and hashlib: one per core at once.
+        plain = [n for n, unit in enumerate(units) if unit["kind"] != "archive" and
+                 not unit["kind"].startswith("hf_")]
+        probed = dict(zip(plain, concurrently(lambda n: local_file(units[n]), plain, task_cores(), "probe")))
         out: list[dict] = []
-        for unit in rows.iter_rows(named=True):
-            if unit["kind"].startswith("hf_"):
+        for n, unit in enumerate(units):
+            if n in probed:
+                out.append(probed[n])
+            elif unit["kind"].startswith("hf_"):
                 out += self._hub(unit, extensions)
-            elif unit["kind"] == "archive":
-                out += self._archive({**unit, "path": self._local_path(unit)}, extensions)
             else:
-                out.append(self._probed({"video_id": unit["video_id"], "source": unit["source"],
-                                         "relpath": unit["relpath"], "path": self._local_path(unit)}))
+                out += self._archive({**unit, "path": self._local_path(unit)}, extensions)
         self.ctx.stats["videos_ok"] = sum(r["status"] == "ok" for r in out)
         self._write_hashes(out)
         return frame(out, VIDEO_SCHEMA)
@@ -74,15 +85,17 @@ class FetchStage(Stage):
         from curate.hashing import file_sha256
         from curate.rundir import atomic_write_parquet
 
+        from .cpus import concurrently, task_cores
         from .dedup_table import fetch_hashes_path
 
-        hashed = []
-        for row in rows:
-            if row["status"] == "ok" and row.get("path"):
-                try:
-                    hashed.append({"video_id": row["video_id"], "sha256": file_sha256(row["path"])})
-                except OSError:
-                    continue  # unreadable now: split reports it; dedup then has no exact hash for it
+        def sha256_of(row: dict) -> dict | None:
+            try:
+                return {"video_id": row["video_id"], "sha256": file_sha256(row["path"])}
+            except OSError:
+                return None  # unreadable now: split reports it; dedup then has no exact hash for it
+
+        readable = [row for row in rows if row["status"] == "ok" and row.get("path")]
+        hashed = [h for h in concurrently(sha256_of, readable, task_cores(), "sha256") if h is not None]
         atomic_write_parquet(fetch_hashes_path(self.ctx.run, self.ctx.index),
                              pl.DataFrame(hashed, schema={"video_id": pl.Utf8, "sha256": pl.Utf8}))
 

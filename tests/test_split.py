@@ -175,8 +175,9 @@ def test_fast_pixel_distance_equals_pyscenedetect_formula():
 
 
 def test_videos_split_at_once_give_what_one_at_a_time_gives(tmp_path):
-    """Split runs two videos at once on two cores (threads of one task): the same rows, in input order,
-    and the same records for the later stages, byte for byte, as one video at a time."""
+    """Split runs two videos at once on two cores (threads of one task), and fetch probes two files at
+    once: the same rows, in input order, and the same records for the later stages, byte for byte, as
+    one at a time."""
     inp = tmp_path / "in"
     inp.mkdir()
     for path in (SAMPLES / "cuts_6shots.mp4", SAMPLES / "flash_3.mp4", DATA / "noflash.mp4", DATA / "pan_4px.mp4"):
@@ -190,12 +191,15 @@ def test_videos_split_at_once_give_what_one_at_a_time_gives(tmp_path):
         split_dir = workdir / "stages" / "split"
         (part,) = split_dir.glob("part-*[0-9].parquet")
         (records,) = split_dir.glob("*.handoff.parquet")
-        parts[threads] = (pl.read_parquet(part), pl.read_parquet(records))
+        fetched = pl.concat([pl.read_parquet(p) for p in sorted((workdir / "stages" / "fetch").glob("*.parquet"))],
+                            how="diagonal")
+        parts[threads] = (pl.read_parquet(part), pl.read_parquet(records), fetched)
         log = "".join(p.read_text() for p in (workdir / "logs" / "split").glob("*.out"))
         order = [line.split()[-1] for line in log.splitlines() if line.startswith("split[0] ") and "/4 " in line]
         # the longest first, so that a short one ends the task (two at once: either may log first)
         assert len(order) == 4 and "cuts_6shots.mp4" in order[:int(threads)], order
-    (rows_1, records_1), (rows_2, records_2) = parts["1"], parts["2"]
+    (rows_1, records_1, fetched_1), (rows_2, records_2, fetched_2) = parts["1"], parts["2"]
+    assert fetched_1.height > 4 and fetched_1.equals(fetched_2)  # fetch probes and hashes files at once too
     assert rows_1.height > 4 and rows_1["relpath"].to_list() == rows_2["relpath"].to_list()
     assert rows_1.drop("path").equals(rows_2.drop("path"))
     assert records_1.height > 0 and records_1.equals(records_2)
