@@ -54,4 +54,4 @@ pip_q -c "$constraints" -e ".[$extras]"
 # An editable install leaves the project's own modules uncompiled, and where PYTHONDONTWRITEBYTECODE
 # is set (as on this project's CI machines) every process compiled them again: 50-60 ms of each
 # task's start-up. Python still reads bytecode that is there, and recompiles an edited module by itself.
-.venv/bin/python -m compileall -q -j 0 curate stages >/dev/null
+.venv/bin/python -m compileall -q -j 0 curate stages

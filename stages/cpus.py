@@ -9,6 +9,7 @@ task's `SLURM_CPUS_PER_TASK` says it.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 
 def task_threads() -> int:
@@ -37,19 +38,32 @@ def task_cores() -> int:
 
 
 _OPENCV_THREADS: list[int] = []
+_OPENCV_SHARE: list[int] = []  # while set (`opencv_share`): the threads limit_opencv() gives
 
 
-def limit_opencv(threads: int = 0) -> None:
-    """OpenCV's own thread pool on `threads` (0: the task's cores). It would start a thread per core it
-    sees, so two local workers (or a 4-CPU Slurm task on a 64-core node) would each resize on all of
-    them; and a consumer that already has its own core (split's videos at once) keeps it to one: an
-    idle pool thread waits by spinning on sched_yield, which cost split a tenth of a core here."""
-    threads = threads or task_cores()
+def limit_opencv() -> None:
+    """OpenCV's own thread pool within the task's budget: it starts a thread per core it sees, so two
+    local workers (or a 4-CPU Slurm task on a 64-core node) would each resize on all of them."""
+    threads = (_OPENCV_SHARE or [0])[0] or task_cores()
     if _OPENCV_THREADS != [threads]:
         import cv2
 
         cv2.setNumThreads(threads)
         _OPENCV_THREADS[:] = [threads]
+
+
+@contextmanager
+def opencv_share(threads: int):
+    """OpenCV on `threads` inside the block, the task's budget again after it: for work that already
+    runs on threads of its own, one per core (split's videos at once), where an idle pool thread
+    would wait by spinning on sched_yield (a tenth of a core of split here)."""
+    _OPENCV_SHARE[:] = [max(1, threads)]
+    try:
+        limit_opencv()
+        yield
+    finally:
+        _OPENCV_SHARE.clear()
+        limit_opencv()
 
 
 def no_spinning(options):

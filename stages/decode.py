@@ -128,9 +128,8 @@ def iter_frames(path: str, ranges: list[tuple[float, float]] | None = None, thre
     from .cpus import decoder_threads, limit_opencv, task_threads
 
     damage = [] if damage is None else damage
-    budget = threads or task_threads()
-    limit_opencv(budget)  # every consumer of the decode resizes and converts with OpenCV
-    threads = decoder_threads(budget)
+    threads = decoder_threads(threads or task_threads())
+    limit_opencv()  # every consumer of the decode resizes and converts with OpenCV
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

@@ -106,8 +106,9 @@ def _range_luts():
         import numpy as np
 
         levels = np.arange(256)
-        _RANGE_LUTS.append(full_range_lut())
-        _RANGE_LUTS.append(np.clip((levels - 128) * 255.0 / 224.0 + 128.5, 0, 255).astype(np.uint8))
+        chroma = np.clip((levels - 128) * 255.0 / 224.0 + 128.5, 0, 255).astype(np.uint8)
+        # both at once: split's video threads may build them side by side, and must never see one
+        _RANGE_LUTS[:] = [full_range_lut(), chroma]
     return _RANGE_LUTS
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from curate.clipfile import cut_clip
+from curate.errors import CurateError
 from curate.sections import Device, StageSection
 
 from .base import Stage
@@ -206,14 +207,23 @@ class SplitStage(Stage):
     def preflight(self) -> None:
         if self.cfg.cut or self.cfg.kind == "none":
             require_ffmpeg()
+        if self.cfg.kind == "pyscenedetect":
+            try:
+                from . import scenedetect_quiet  # noqa: F401
+            except ImportError as exc:
+                raise CurateError(f"split.kind: pyscenedetect needs PySceneDetect, which does not import here ({exc}): "
+                                  "bash scripts/setup.sh (or pip install 'scenedetect>=0.7'), or set "
+                                  "split.kind: transnetv2") from None
         if self.cfg.kind == "transnetv2":
             from .shots import load_transnet
 
             load_transnet(self.cfg.device)  # missing package or weights stop the task before any work
 
     def run(self, rows):
+        from contextlib import nullcontext
+
         from . import handoff
-        from .cpus import concurrently, task_cores
+        from .cpus import concurrently, opencv_share, task_cores
 
         if self.cfg.kind == "pyscenedetect":
             from . import scenedetect_quiet  # noqa: F401 - here, before the video threads (see there)
@@ -229,15 +239,19 @@ class SplitStage(Stage):
             self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
             return self._clips(video, local.recorders)
 
-        # Two videos at once keep both cores busy: one video's main thread (detector, recorders) and
-        # its decoder threads leave a third of 2 cores idle (split of samples/ + tests/data/: 2.8 s
-        # against 3.5 s). A model detector already uses the task's cores (or its GPU) on its own.
-        at_once = min(task_cores(), MAX_VIDEOS_AT_ONCE) if self.cfg.kind == "pyscenedetect" else 1
-        # each video's decoder on its share of the cores (two at once with 4 frame threads each: 5-10 % slower)
-        self.decode_threads = max(1, task_cores() // at_once) if at_once > 1 else 0
+        # Several videos at once (two on 2 cores) keep the cores busy: one video's main thread (detector,
+        # recorders) and its decoder threads leave a third of 2 cores idle (split of samples/ +
+        # tests/data/: 2.7-3.0 s against 3.3-3.6 s). A model detector already uses the task's cores
+        # (or its GPU) on its own.
+        cores = task_cores()
+        at_once = min(cores, MAX_VIDEOS_AT_ONCE, len(todo)) if self.cfg.kind == "pyscenedetect" else 1
+        # each video's decoder and OpenCV on its share of the cores (two at once on 2 cores with 4
+        # frame threads each: 5-10 % slower than with one)
+        self.decode_threads = -(-cores // at_once) if at_once > 1 else 0
         # longest first, so that the last one to finish is a short one; results in input order
         biggest = sorted(todo, key=lambda item: -work_of(item[1]))
-        done = dict(zip((n for n, _ in biggest), concurrently(split_one, biggest, at_once, "split")))
+        with opencv_share(self.decode_threads) if at_once > 1 else nullcontext():
+            done = dict(zip((n for n, _ in biggest), concurrently(split_one, biggest, at_once, "split")))
         out: list[dict] = []
         self.records: list[dict] = []
         for n, video in enumerate(videos, 1):

@@ -100,3 +100,20 @@ def test_decoder_runs_ahead_of_the_budget_with_the_same_frames(monkeypatch):
     one = digests("1")
     assert len(one) == 250
     assert digests("2") == one
+
+
+def test_opencv_keeps_to_the_budget_or_a_share_of_it(monkeypatch):
+    """OpenCV's pool: the task's budget; inside `opencv_share` (split's videos at once, each on a core
+    of its own) the share, and the budget again after it, also when the block fails."""
+    cv2 = pytest.importorskip("cv2")
+    from stages.cpus import limit_opencv, opencv_share
+
+    monkeypatch.setenv("CURATE_THREADS", "2")
+    limit_opencv()
+    assert cv2.getNumThreads() == 2
+    with pytest.raises(RuntimeError), opencv_share(1):
+        assert cv2.getNumThreads() == 1
+        limit_opencv()  # what each video's decode calls: the share holds
+        assert cv2.getNumThreads() == 1
+        raise RuntimeError("a video thread failed")
+    assert cv2.getNumThreads() == 2
