@@ -231,12 +231,14 @@ class SplitStage(Stage):
         todo = [(n, v) for n, v in enumerate(videos, 1) if v["status"] == "ok"]
         config, stages = self.ctx.plan.config, self.ctx.plan.stages
         local = threading.local()  # a recorder keeps one video's state: one set per thread
+        logging = threading.Lock()  # print() writes a line and its end apart: two threads would merge lines
 
         def split_one(item: tuple[int, dict]) -> tuple[list[dict], list[dict]]:
             n, video = item
             if not hasattr(local, "recorders"):
                 local.recorders = [] if self.cfg.kind == "none" else handoff.recorders(config, stages)
-            self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
+            with logging:
+                self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
             return self._clips(video, local.recorders)
 
         # Several videos at once (two on 2 cores) keep the cores busy: one video's main thread (detector,
