@@ -107,14 +107,16 @@ def wait_for_merge(workdir, timeout=120):
 
 
 def start_now(job, timeout=60):
-    """Slurm holds a requeued job back for a while; let it start now (again, until it has left the
-    queue's pending state: an update that races the requeue itself is lost)."""
+    """Slurm holds a requeued job back for a while; let it start now (again, until it runs or has left
+    the queue: an update that races the requeue itself is lost, and a requeue passes through states
+    other than PENDING on its way back)."""
     deadline = time.time() + timeout
-    while subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip() \
-            == "PENDING":
-        assert time.time() < deadline, f"{job} never left PENDING"
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False, capture_output=True)
-        time.sleep(1)
+    while (state := subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                                   text=True).stdout.strip()) not in ("RUNNING", ""):
+        assert time.time() < deadline, f"{job} never started again (still {state})"
+        if state == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False, capture_output=True)
+        time.sleep(0.5)
 
 
 def table(workdir):
