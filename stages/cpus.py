@@ -44,7 +44,7 @@ _OPENCV_SHARE: list[int] = []  # while set (`opencv_share`): the threads limit_o
 def limit_opencv() -> None:
     """OpenCV's own thread pool within the task's budget: it starts a thread per core it sees, so two
     local workers (or a 4-CPU Slurm task on a 64-core node) would each resize on all of them."""
-    threads = (_OPENCV_SHARE or [0])[0] or task_cores()
+    threads = _OPENCV_SHARE[0] if _OPENCV_SHARE else task_cores()
     if _OPENCV_THREADS != [threads]:
         import cv2
 

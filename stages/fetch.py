@@ -62,14 +62,15 @@ class FetchStage(Stage):
             return self._probed({"video_id": unit["video_id"], "source": unit["source"],
                                  "relpath": unit["relpath"], "path": self._local_path(unit)})
 
+        def is_local(unit: dict) -> bool:
+            return unit["kind"] != "archive" and not unit["kind"].startswith("hf_")
+
         # A local file is only probed and hashed, mostly inside FFmpeg and hashlib: one per core at once.
-        plain = [n for n, unit in enumerate(units) if unit["kind"] != "archive" and
-                 not unit["kind"].startswith("hf_")]
-        probed = dict(zip(plain, concurrently(lambda n: local_file(units[n]), plain, task_cores(), "probe")))
+        probed = iter(concurrently(local_file, [u for u in units if is_local(u)], task_cores(), "probe"))
         out: list[dict] = []
-        for n, unit in enumerate(units):
-            if n in probed:
-                out.append(probed[n])
+        for unit in units:
+            if is_local(unit):
+                out.append(next(probed))
             elif unit["kind"].startswith("hf_"):
                 out += self._hub(unit, extensions)
             else:

@@ -231,15 +231,15 @@ class SplitStage(Stage):
         todo = [(n, v) for n, v in enumerate(videos, 1) if v["status"] == "ok"]
         config, stages = self.ctx.plan.config, self.ctx.plan.stages
         local = threading.local()  # a recorder keeps one video's state: one set per thread
-        logging = threading.Lock()  # print() writes a line and its end apart: two threads would merge lines
+        log_lock = threading.Lock()  # print() writes a line and its end apart: two threads would merge lines
 
         def split_one(item: tuple[int, dict]) -> tuple[list[dict], list[dict]]:
             n, video = item
             if not hasattr(local, "recorders"):
                 local.recorders = [] if self.cfg.kind == "none" else handoff.recorders(config, stages)
-            with logging:
+            with log_lock:
                 self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
-            return self._clips(video, local.recorders)
+            return self._clips(video, local.recorders, decode_threads)
 
         # Several videos at once (two on 2 cores) keep the cores busy: one video's main thread (detector,
         # recorders) and its decoder threads leave a third of 2 cores idle (split of samples/ +
@@ -249,29 +249,30 @@ class SplitStage(Stage):
         at_once = min(cores, MAX_VIDEOS_AT_ONCE, len(todo)) if self.cfg.kind == "pyscenedetect" else 1
         # each video's decoder and OpenCV on its share of the cores (two at once on 2 cores with 4
         # frame threads each: 5-10 % slower than with one)
-        self.decode_threads = -(-cores // at_once) if at_once > 1 else 0
+        decode_threads = -(-cores // at_once) if at_once > 1 else 0
         # longest first, so that the last one to finish is a short one; results in input order
         biggest = sorted(todo, key=lambda item: -work_of(item[1]))
-        with opencv_share(self.decode_threads) if at_once > 1 else nullcontext():
+        with opencv_share(decode_threads) if at_once > 1 else nullcontext():
             done = dict(zip((n for n, _ in biggest), concurrently(split_one, biggest, at_once, "split")))
         out: list[dict] = []
-        self.records: list[dict] = []
+        records: list[dict] = []
         for n, video in enumerate(videos, 1):
             if n not in done:
                 out.append(video)
                 continue
-            clips, records = done[n]
+            clips, clip_records = done[n]
             out += clips
-            self.records += records
-        handoff.write(handoff.part_path(self.ctx.run, self.ctx.index), self.records)
-        self.ctx.stats["records"] = len(self.records)
+            records += clip_records
+        handoff.write(handoff.part_path(self.ctx.run, self.ctx.index), records)
+        self.ctx.stats["records"] = len(records)
         clips = [r for r in out if r.get("clip_id")]
         self.ctx.stats["clips_ok"] = sum(r["status"] == "ok" for r in clips)
         self.ctx.stats["clip_seconds"] = round(sum(r["clip_duration_s"] for r in clips if r["status"] == "ok"), 3)
         return frame(out, CLIP_SCHEMA)
 
-    def _clips(self, video: dict, recorders: list) -> tuple[list[dict], list[dict]]:
-        """One video's rows, and the records its recorders made for its ok clips."""
+    def _clips(self, video: dict, recorders: list, decode_threads: int = 0) -> tuple[list[dict], list[dict]]:
+        """One video's rows, and the records its recorders made for its ok clips (`decode_threads`: its
+        decoder's budget, 0: the task's)."""
         from .decode import describe
 
         base = {k: video.get(k) for k in VIDEO_SCHEMA}
@@ -280,7 +281,7 @@ class SplitStage(Stage):
             return self._whole(video, base, fps), []
         try:
             shots = detect_shots(video["path"], self.cfg, video["width"], video["height"], fps,
-                                 [recorder for _, recorder, _ in recorders], self.decode_threads)
+                                 [recorder for _, recorder, _ in recorders], decode_threads)
         except Exception as exc:  # a broken file must not kill the task
             return [{**base, "status": "failed", "reason": f"decode failed: {type(exc).__name__}: {exc}"}], []
         # A truncated or corrupt file decodes fewer frames than its header promises: keep the clips

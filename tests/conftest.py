@@ -40,6 +40,19 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+def local_with_import_blocked(tmp_path: Path, workdir: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    """`curate local` over one short video while `import <module>` fails as if it were not installed (a
+    module of that name first on PYTHONPATH raises ImportError); the finished process."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.mp4").write_bytes((SAMPLES / "flash_3.mp4").read_bytes())
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / f"{module}.py").write_text(f"raise ImportError('blocked for the test', name={module!r})\n")
+    return curate("local", "-w", workdir, "-i", inputs, "--no-progress", *args, check=False,
+                  env={"PYTHONPATH": str(blocker)})
+
+
 @pytest.fixture(scope="session")
 def bad_media(tmp_path_factory) -> Path:
     """A directory of every kind of bad or unusual input, made with real ffmpeg."""

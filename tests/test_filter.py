@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import DATA, SAMPLES, curate, ffmpeg, write_config
+from conftest import DATA, SAMPLES, curate, ffmpeg, local_with_import_blocked, write_config
 
 from stages.analyzers.flash import flash_frames
 from stages.decode import iter_frames, scan_clips
@@ -383,15 +383,7 @@ def test_cascade_skips_expensive_analyzers(tmp_path, workdir):
 
 
 def test_missing_model_package_stops_before_work(tmp_path, workdir, monkeypatch):
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    (inputs / "a.mp4").write_bytes((SAMPLES / "flash_3.mp4").read_bytes())
-    blocker = tmp_path / "block"
-    blocker.mkdir()
-    (blocker / "rapidocr_onnxruntime.py").write_text(
-        "raise ImportError('blocked for the test', name='rapidocr_onnxruntime')\n")
-    proc = curate("local", "-w", workdir, "-i", inputs, "--no-progress", "--json", check=False,
-                  env={"PYTHONPATH": str(blocker)})
+    proc = local_with_import_blocked(tmp_path, workdir, "rapidocr_onnxruntime", "--json")
     # every stage's preflight runs before any task: nothing was fetched, split or filtered
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "rapidocr-onnxruntime" in proc.stderr and "scripts/setup.sh" in proc.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import DATA, SAMPLES, curate, write_config
+from conftest import DATA, SAMPLES, curate, local_with_import_blocked, write_config
 
 from stages.split import windows
 
@@ -216,14 +216,7 @@ def test_scenedetect_imported_without_its_ffmpeg_probe():
 
 
 def test_missing_pyscenedetect_stops_before_any_work(tmp_path, workdir):
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    (inputs / "a.mp4").write_bytes((SAMPLES / "flash_3.mp4").read_bytes())
-    blocker = tmp_path / "block"
-    blocker.mkdir()
-    (blocker / "scenedetect.py").write_text("raise ImportError('blocked for the test', name='scenedetect')\n")
-    proc = curate("local", "-w", workdir, "-i", inputs, "--no-progress", check=False,
-                  env={"PYTHONPATH": str(blocker)})
+    proc = local_with_import_blocked(tmp_path, workdir, "scenedetect")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "split.kind: pyscenedetect needs PySceneDetect" in proc.stderr and "scripts/setup.sh" in proc.stderr
     assert not (workdir / "markers").exists() or not any((workdir / "markers").rglob("*.done"))
