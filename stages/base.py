@@ -52,6 +52,11 @@ class Stage:
         self.ctx = ctx
         self.cfg = ctx.section
 
+    @classmethod
+    def warm_worker(cls) -> None:
+        """Once in a long-lived local worker, after every stage's `warm_modules` are imported and before its
+        first request: the one moment it runs no thread pool of its own (stages/forked.py forks there)."""
+
     def preflight(self) -> None:
         """Systemic preconditions (tools, weights); raise CurateError before any work starts."""
 

@@ -11,6 +11,7 @@ where decoding broke.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -177,6 +178,19 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
     return Shots(list(zip(edges, edges[1:])), times, flashes, scan.damage, resumed, transitions)
 
 
+def split_video(run, plan_path, index: int, video: dict, decode_threads: int) -> tuple[list[dict], list[dict]]:
+    """One video's rows and records, in a process forked for it (stages/forked.py)."""
+    from . import handoff
+    from .base import TaskContext
+    from .cpus import opencv_share
+    from .forked import cached_plan
+
+    plan = cached_plan(run, plan_path)
+    stage = SplitStage(TaskContext(run, plan, "split", index))
+    with opencv_share(decode_threads):
+        return stage._clips(video, handoff.recorders(plan.config, plan.stages), decode_threads)
+
+
 class SplitStage(Stage):
     name = "split"
     warm_modules = ("numpy", "cv2", "av", "stages.scenedetect_quiet")
@@ -204,6 +218,14 @@ class SplitStage(Stage):
 
         return Resources(cpus=2, mem="4G", gpus=gpus_of([cfg.device]) if cfg.kind == "transnetv2" else 0)
 
+    @classmethod
+    def warm_worker(cls) -> None:
+        from .cpus import task_cores
+        from .forked import prefork
+
+        # the processes for videos beyond the one this process splits itself (see run)
+        prefork(min(task_cores(), MAX_VIDEOS_AT_ONCE) - 1)
+
     def preflight(self) -> None:
         if self.cfg.cut or self.cfg.kind == "none":
             require_ffmpeg()
@@ -222,7 +244,7 @@ class SplitStage(Stage):
     def run(self, rows):
         from contextlib import nullcontext
 
-        from . import handoff
+        from . import forked, handoff
         from .cpus import concurrently, opencv_share, task_cores
 
         if self.cfg.kind == "pyscenedetect":
@@ -235,10 +257,18 @@ class SplitStage(Stage):
 
         def split_one(item: tuple[int, dict]) -> tuple[list[dict], list[dict]]:
             n, video = item
-            if not hasattr(local, "recorders"):
-                local.recorders = [] if self.cfg.kind == "none" else handoff.recorders(config, stages)
+            if not hasattr(local, "slot"):
+                local.slot = next(slots)
             with log_lock:
                 self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
+            if 0 < local.slot <= in_processes:
+                try:
+                    return forked.call(split_video, self.ctx.run, self.ctx.plan.path, self.ctx.index, video,
+                                       decode_threads)
+                except forked.ProcessDied as exc:
+                    raise RuntimeError(f"splitting {video['relpath']} stopped: {exc}") from None
+            if not hasattr(local, "recorders"):
+                local.recorders = [] if self.cfg.kind == "none" else handoff.recorders(config, stages)
             return self._clips(video, local.recorders, decode_threads)
 
         # Several videos at once (two on 2 cores) keep the cores busy: one video's main thread (detector,
@@ -247,6 +277,11 @@ class SplitStage(Stage):
         # (or its GPU) on its own.
         cores = task_cores()
         at_once = min(cores, MAX_VIDEOS_AT_ONCE, len(todo)) if self.cfg.kind == "pyscenedetect" else 1
+        # The videos beyond the first run in processes a local worker forked at its start, where it
+        # has them (stages/forked.py): Python threads wait on each other's interpreter lock.
+        in_processes = min(at_once - 1, forked.available()) if not self.cfg.cut else 0
+        self.ctx.stats["videos_in_processes"] = in_processes
+        slots = itertools.count()  # thread 0 splits here, threads 1..in_processes hand theirs on
         # each video's decoder and OpenCV on its share of the cores (two at once on 2 cores with 4
         # frame threads each: 5-10 % slower than with one)
         decode_threads = -(-cores // at_once) if at_once > 1 else 0

@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,9 +176,10 @@ def test_fast_pixel_distance_equals_pyscenedetect_formula():
 
 
 def test_videos_split_at_once_give_what_one_at_a_time_gives(tmp_path):
-    """Split runs two videos at once on two cores (threads of one task), and fetch probes two files at
-    once: the same rows, in input order, and the same records for the later stages, byte for byte, as
-    one at a time."""
+    """Split runs two videos at once on two cores (on a local worker, the second in a process it forked at
+    its start; under `curate run`, on two threads of the task), and fetch probes two files at once: the
+    same rows, in input order, and the same records for the later stages, byte for byte, as one at a
+    time."""
     inp = tmp_path / "in"
     inp.mkdir()
     for path in (SAMPLES / "cuts_6shots.mp4", SAMPLES / "flash_3.mp4", DATA / "noflash.mp4", DATA / "pan_4px.mp4"):
@@ -198,11 +200,24 @@ def test_videos_split_at_once_give_what_one_at_a_time_gives(tmp_path):
         order = [line.split()[-1] for line in log.splitlines() if line.startswith("split[0] ") and "/4 " in line]
         # the longest first, so that a short one ends the task (two at once: either may log first)
         assert len(order) == 4 and "cuts_6shots.mp4" in order[:int(threads)], order
-    (rows_1, records_1, fetched_1), (rows_2, records_2, fetched_2) = parts["1"], parts["2"]
-    assert fetched_1.height > 4 and fetched_1.equals(fetched_2)  # fetch probes and hashes files at once too
-    assert rows_1.height > 4 and rows_1["relpath"].to_list() == rows_2["relpath"].to_list()
-    assert rows_1.drop("path").equals(rows_2.drop("path"))
-    assert records_1.height > 0 and records_1.equals(records_2)
+        done = json.loads((workdir / "markers" / "split" / "00000.done").read_text())
+        assert done["videos_in_processes"] == int(threads) - 1
+    # the same split as one `curate run` task (a Slurm task's process: two threads, no forked process)
+    threaded = tmp_path / "run-threads"
+    shutil.copytree(tmp_path / "run-1", threaded)
+    for leftover in ("markers/split", "stages/split"):
+        shutil.rmtree(threaded / leftover)
+    curate("run", "-w", threaded, "--stage", "split", "--index", "0", env={"CURATE_THREADS": "2"})
+    assert json.loads((threaded / "markers" / "split" / "00000.done").read_text())["videos_in_processes"] == 0
+    split_dir = threaded / "stages" / "split"
+    parts["threads"] = (pl.read_parquet(next(split_dir.glob("part-*[0-9].parquet"))),
+                        pl.read_parquet(next(split_dir.glob("*.handoff.parquet"))), parts["1"][2])
+    rows_1, records_1, fetched_1 = parts["1"]
+    assert fetched_1.height > 4 and fetched_1.equals(parts["2"][2])  # fetch probes and hashes files at once too
+    for rows, records, _ in (parts["2"], parts["threads"]):
+        assert rows_1.height > 4 and rows_1["relpath"].to_list() == rows["relpath"].to_list()
+        assert rows_1.drop("path").equals(rows.drop("path"))
+        assert records_1.height > 0 and records_1.equals(records)
 
 
 def test_scenedetect_imported_without_its_ffmpeg_probe():

@@ -22,7 +22,7 @@ from ..local_queue import QueueFile
 from ..plan import Plan, load_plan
 from ..rundir import RunDir, last_error_line
 from .base import next_stage, preflight, task_command, unfinished
-from .local_workers import WorkerPool, WorkerTask, wait_for_any
+from .local_workers import WorkerPool, WorkerTask, wait_for_any, worker_env
 
 BUSY_RETRY_S = 2.0
 RUN_WIDE = -1  # the key of a run-wide task (curate/runwide.py) among the running ones
@@ -135,10 +135,7 @@ class LocalExecutor:
 
         self.run_wide = [s for s in plan.stages if is_run_wide(s)]
         self.riders: list[int] = []  # the indices waiting on the running run-wide task
-        env = dict(os.environ)
-        if self.workers > 1:  # each task's share of the cores (stages/cpus.py)
-            env["CURATE_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // self.workers))
-        self.env = env
+        env = self.env = worker_env(self.workers)
         # Tasks that need no GPU run on long-lived workers (imports and models paid once per worker); a GPU
         # task gets a process of its own, started with its CUDA_VISIBLE_DEVICES.
         self.pool = WorkerPool(run, plan.path, env, early)  # `early`: workers started ahead of the plan

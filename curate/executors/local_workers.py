@@ -24,6 +24,15 @@ MAX_TASKS_PER_WORKER = 100  # then a fresh one, so a slow leak in some library c
 THREAD_KEYS = ("CURATE_THREADS",)  # what a pool's environment adds, sent with every request
 
 
+def worker_env(workers: int) -> dict:
+    """The environment of the local workers of a run with `workers` of them: with more than one, each
+    task's share of the cores (stages/cpus.py)."""
+    env = dict(os.environ)
+    if workers > 1:
+        env["CURATE_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    return env
+
+
 class Worker:
     def __init__(self, run: RunDir, plan_path: Path, env: dict, first_log: Path, warm: bool = False):
         self.root, self.plan_path, self.first_log = run.root, plan_path, first_log
@@ -112,9 +121,11 @@ def wait_for_any(tasks: list, timeout: float) -> None:
 def start_early(workdir: Path, count: int) -> list[Worker]:
     """Workers started before the run's plan exists (`curate local`, ahead of its manifest): they import
     the stages' libraries meanwhile and get the task's thread budget with each request. A pool adopts
-    them for the same run directory (`WorkerPool(early=...)`); the caller closes any it did not."""
+    them for the same run directory (`WorkerPool(early=...)`); the caller closes any it did not. They start
+    with their share of the cores already, so that their warm-up forks what that share needs."""
     run = RunDir.at(workdir)
-    return [Worker(run, run.run_yaml, dict(os.environ), _early_log(), warm=True) for _ in range(max(1, count))]
+    env = worker_env(count)
+    return [Worker(run, run.run_yaml, env, _early_log(), warm=True) for _ in range(max(1, count))]
 
 
 def _early_log() -> Path:

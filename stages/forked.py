@@ -1,0 +1,117 @@
+"""Processes forked from a long-lived local worker before it runs anything, for work whose Python
+threads would wait on each other's interpreter lock (split's videos at once: two videos on two threads
+split samples/ + tests/data/ in 3.1-3.3 s, on two processes in 2.7 s).
+
+The fork happens once, in the worker's warm-up (curate/worker.py `warm`): then the worker has
+imported the stages' libraries but started no thread pool of its own (no decoder, OpenCV, onnxruntime
+or OpenVINO threads; OpenBLAS's idle pool, the only threads then, is shut down around a fork by
+OpenBLAS itself). Forking later, from a worker whose pools have run, could leave a child waiting on a
+lock held by a thread that the fork did not copy. Where no processes were forked (`curate run`
+under Slurm, a worker started without warm-up, bench scripts) `available()` is 0 and the caller uses
+threads. A child dies with the worker (PR_SET_PDEATHSIG), so a signalled or crashed worker leaves
+none behind; a child that dies takes the processes out of use for the rest of the worker's life.
+"""
+
+from __future__ import annotations
+
+import os
+
+_pool = None  # concurrent.futures.ProcessPoolExecutor of the forked processes, while usable
+_size = 0
+_plans: dict = {}  # in a child: the plans it has read, by (path, mtime, size)
+
+
+class ProcessDied(RuntimeError):
+    """The forked process running an item died (a crash in native code, a kill)."""
+
+
+def prefork(count: int) -> None:
+    """Fork `count` processes now; call only while this process runs no thread pool of its own."""
+    global _pool, _size
+    if count < 1 or _pool is not None:
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
+                                initializer=_child_start, initargs=(os.getpid(),))
+    _size = count
+    _pool.submit(int).result()  # with fork, a pool starts all its processes at its first item: now
+
+
+def available() -> int:
+    """How many forked processes can take items (0 where none were forked, or after one died)."""
+    return _size if _pool is not None else 0
+
+
+def call(function, *args):
+    """`function(*args)` in one of the forked processes, with this process's thread budget and its
+    fds 1 and 2 (the task's logs, so native libraries' messages land there too); its result, or its
+    exception. Raises ProcessDied if that process died, and from then on `available()` is 0."""
+    global _pool
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = _pool
+    if pool is None:
+        raise ProcessDied("no forked process left")
+    env = {key: os.environ.get(key) for key in ("CURATE_THREADS", "SLURM_CPUS_PER_TASK")}
+    try:
+        return pool.submit(_in_child, function, args, env, os.getpid()).result()
+    except BrokenProcessPool as exc:
+        _pool = None
+        codes = sorted({p.exitcode for p in getattr(pool, "_processes", {}).values() if p.exitcode})
+        raise ProcessDied(f"the process it ran in died{f' (exit code {codes[0]})' if codes else ''}: {exc}") from None
+
+
+def cached_plan(run, path):
+    """In a child: the run's plan at `path`, read once per version of the file."""
+    from curate.plan import load_plan
+
+    stat = os.stat(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _plans:
+        _plans.clear()
+        _plans[key] = load_plan(run, path)
+    return _plans[key]
+
+
+def _child_start(parent: int) -> None:
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the worker
+    if os.getppid() != parent:  # it died before prctl
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides what an interrupt stops
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # not the worker's request pipe
+    os.close(null)
+    os.dup2(2, 1)  # not its reply pipe: the worker's own stderr until an item's logs replace it
+
+
+def _in_child(function, args: tuple, env: dict, caller: int):
+    import sys
+
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        for fd in (1, 2):
+            try:  # the file itself, even where it is deleted (a test's captured output)
+                opened = os.open(f"/proc/{caller}/fd/{fd}", os.O_WRONLY | os.O_APPEND)
+            except OSError:
+                continue
+            os.dup2(opened, fd)
+            os.close(opened)
+        return function(*args)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, old in zip((1, 2), saved):
+            os.dup2(old, fd)
+            os.close(old)
