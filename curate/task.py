@@ -26,6 +26,7 @@ from .faults import (
     STOP_SIGNAL,
     FailureNotRecorded,
     TaskInterrupted,
+    raise_if_interrupted,
     signals_raise,
     storage_error,
     storage_errors,
@@ -166,6 +167,7 @@ def _run_claimed(run: RunDir, plan: Plan, stage: str, index: int, fingerprint: s
         impl.preflight()
         rows_in = read_input(run, plan, stage, index)
         rows_out = impl.run(rows_in)
+        raise_if_interrupted()  # a signal must stop the task even where Python dropped its exception
         if not claim.still_ours():
             raise CurateError(f"{stage}[{index}]: our claim was broken by another task while we worked; "
                               "its result wins and ours is discarded (is CURATE_CLAIM_TTL_S too short?)")

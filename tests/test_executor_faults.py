@@ -217,3 +217,23 @@ def test_a_worker_starts_without_the_command_line_app(tmp_path):
     assert proc.stdout.strip() and int(proc.stdout.strip()) != 0  # the request's exit code: there is no plan
     assert "run.yaml" in (tmp_path / "e").read_text()  # ... and the reason in the request's log
     assert json.loads((tmp_path / "modules.json").read_text()) == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped exception itself
+def test_a_signal_that_python_drops_still_stops_the_task():
+    """A signal whose exception Python prints and ignores (it arrived inside a __del__, or an import's lock
+    callback, as a Slurm time-limit signal once did) must still stop the task before it commits."""
+    from curate.faults import TaskInterrupted, raise_if_interrupted, signals_raise
+
+    class SignalledWhileCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(1000):  # the handler runs here, and its exception goes nowhere
+                pass
+
+    with signals_raise():
+        raise_if_interrupted()  # nothing arrived yet
+        SignalledWhileCollected()  # collected at once; the task would run on from here
+        with pytest.raises(TaskInterrupted, match="SIGUSR1"):
+            raise_if_interrupted()
+    raise_if_interrupted()  # the next task starts with nothing pending
