@@ -1,6 +1,7 @@
 """Processes forked from a long-lived local worker before it runs anything, for work whose Python
-threads would wait on each other's interpreter lock (split's videos at once: two videos on two threads
-split samples/ + tests/data/ in 3.1-3.3 s, on two processes in 2.7 s).
+threads would wait on each other's interpreter lock (split's videos at once: the split tasks of
+samples/ + tests/data/ took 2.8-3.0 s with two videos on two threads, 2.5-2.55 s with the second
+video in a forked process).
 
 The fork happens once, in the worker's warm-up (curate/worker.py `warm`): then the worker has
 imported the stages' libraries but started no thread pool of its own (no decoder, OpenCV, onnxruntime
