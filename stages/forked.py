@@ -34,10 +34,14 @@ def prefork(count: int) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    _pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
-                                initializer=_child_start, initargs=(os.getpid(),))
-    _size = count
-    _pool.submit(int).result()  # with fork, a pool starts all its processes at its first item: now
+    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_child_start, initargs=(os.getpid(),))
+    try:
+        pool.submit(int).result(timeout=30)  # with fork, a pool starts all its processes at its first item: now
+    except Exception:  # noqa: BLE001 - no processes (no fork, no prctl here): the callers use threads
+        pool.shutdown(wait=False, cancel_futures=True)
+        return
+    _pool, _size = pool, count
 
 
 def available() -> int:

@@ -102,3 +102,17 @@ def test_a_killed_worker_leaves_no_forked_process(tmp_path):
         assert wait_gone(children)
     finally:
         proc.kill()
+
+
+def test_where_no_process_can_start_the_callers_use_threads(tmp_path):
+    code = """
+        from stages import forked
+        def no_prctl_here(parent):
+            raise OSError("prctl is not available")
+        forked._child_start = no_prctl_here
+        forked.prefork(1)
+        print(forked.available())
+    """
+    proc = run_script(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "0"
