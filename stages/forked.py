@@ -1,16 +1,19 @@
-"""Processes forked from a long-lived local worker before it runs anything, for work whose Python
-threads would wait on each other's interpreter lock (split's videos at once: the split tasks of
-samples/ + tests/data/ took 2.8-3.0 s with two videos on two threads, 2.5-2.55 s with the second
-video in a forked process).
+"""Processes for work whose Python threads would wait on each other's interpreter lock (split's videos
+at once: the split tasks of samples/ + tests/data/ took 2.8-3.0 s with two videos on two threads of
+a local worker, 2.5-2.55 s with the second video in a forked process).
 
-The fork happens once, in the worker's warm-up (curate/worker.py `warm`): then the worker has
-imported the stages' libraries but started no thread pool of its own (no decoder, OpenCV, onnxruntime
-or OpenVINO threads; OpenBLAS's idle pool, the only threads then, is shut down around a fork by
-OpenBLAS itself). Forking later, from a worker whose pools have run, could leave a child waiting on a
-lock held by a thread that the fork did not copy. Where no processes were forked (`curate run`
-under Slurm, a worker started without warm-up, bench scripts) `available()` is 0 and the caller uses
-threads. A child dies with the worker (PR_SET_PDEATHSIG), so a signalled or crashed worker leaves
-none behind; a child that dies takes the processes out of use for the rest of the worker's life.
+Two ways to get them, both safe to fork from:
+- `prefork`: a long-lived local worker forks them once, at the end of its warm-up (curate/worker.py
+  `warm`). It has then imported the stages' libraries but run no thread pool of its own (no decoder,
+  OpenCV, onnxruntime or OpenVINO threads; OpenBLAS's idle pool, its only threads then, is shut down
+  around a fork by OpenBLAS itself), and the fork costs 15 ms.
+- `start_server`: any other process (a `curate run` task under Slurm, whose polars and claim
+  heartbeat threads already run) starts multiprocessing's fork server: a fresh interpreter that
+  imports the given modules (about 0.3 s) and forks each process from there.
+Forking from a process whose pools have run could leave a child waiting on a lock held by a thread
+the fork did not copy. A child dies with the process it serves (PR_SET_PDEATHSIG; a fork server ends
+with its parent); one that dies mid-item takes the processes out of use, and the callers go back to
+threads.
 """
 
 from __future__ import annotations
@@ -42,6 +45,20 @@ def prefork(count: int) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
         return
     _pool, _size = pool, count
+
+
+def start_server(count: int, preload: list[str]) -> None:
+    """Processes for a process that may already run thread pools (a `curate run` task): forked on
+    demand from a fresh server process that imports `preload` first (multiprocessing's forkserver)."""
+    global _pool, _size
+    if count < 1 or _pool is not None:
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(preload)
+    _pool, _size = ProcessPoolExecutor(count, mp_context=context, initializer=_child_start, initargs=(None,)), count
 
 
 def available() -> int:
@@ -85,7 +102,7 @@ def _child_start(parent: int) -> None:
     import signal
 
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the worker
-    if os.getppid() != parent:  # it died before prctl
+    if parent is not None and os.getppid() != parent:  # it died before prctl
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides what an interrupt stops
     for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):

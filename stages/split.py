@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from curate.clipfile import cut_clip
 from curate.errors import CurateError
-from curate.sections import Device, StageSection
+from curate.sections import Device, Runtime, StageSection
 
 from .base import Stage
 from .pixels import Frame
@@ -29,7 +29,8 @@ from .probe import require_ffmpeg
 from .sampling import FrameNeed
 from .schema import CLIP_SCHEMA, VIDEO_SCHEMA, frame
 
-MAX_VIDEOS_AT_ONCE = 4  # past a few, one process's Python threads wait on each other, not on cores
+MAX_VIDEOS_AT_ONCE = 4  # past a few, the videos' own threads wait on each other, not on cores
+SERVER_MIN_WORK = 3000  # work_of of a part worth a fork server's start (about 2.5 s of split here)
 
 
 class SplitConfig(StageSection):
@@ -51,6 +52,8 @@ class SplitConfig(StageSection):
     cut: bool = False
     cut_mode: Literal["reencode", "copy"] = "reencode"
     crf: int = Field(default=20, ge=0, le=51)
+    # videos at once beyond the first in processes, not threads (see SplitStage._video_processes)
+    video_processes: Literal["auto", "always", "never"] = Runtime("auto")
 
     @model_validator(mode="after")
     def _range(self) -> SplitConfig:
@@ -277,9 +280,7 @@ class SplitStage(Stage):
         # (or its GPU) on its own.
         cores = task_cores()
         at_once = min(cores, MAX_VIDEOS_AT_ONCE, len(todo)) if self.cfg.kind == "pyscenedetect" else 1
-        # The videos beyond the first run in processes a local worker forked at its start, where it
-        # has them (stages/forked.py): Python threads wait on each other's interpreter lock.
-        in_processes = min(at_once - 1, forked.available()) if not self.cfg.cut else 0
+        in_processes = self._video_processes(at_once, cores, todo)
         self.ctx.stats["videos_in_processes"] = in_processes
         slots = itertools.count()  # thread 0 splits here, threads 1..in_processes hand theirs on
         # each video's decoder and OpenCV on its share of the cores (two at once on 2 cores with 4
@@ -304,6 +305,21 @@ class SplitStage(Stage):
         self.ctx.stats["clips_ok"] = sum(r["status"] == "ok" for r in clips)
         self.ctx.stats["clip_seconds"] = round(sum(r["clip_duration_s"] for r in clips if r["status"] == "ok"), 3)
         return frame(out, CLIP_SCHEMA)
+
+    def _video_processes(self, at_once: int, cores: int, todo: list) -> int:
+        """How many of the videos at once run in processes (stages/forked.py) instead of threads of this
+        task: Python threads of one process wait on each other's interpreter lock (the split of
+        samples/ + tests/data/ in one part: 3.45-3.6 s on two threads, 2.95-3.1 s with a fork server)."""
+        from . import forked
+
+        if at_once < 2 or self.cfg.video_processes == "never":
+            return 0
+        # A local worker forked its processes at its start; anywhere else a fork server costs about
+        # 0.3 s of imports, which a part of a few seconds of split work wins back.
+        if not forked.available() and (self.cfg.video_processes == "always"
+                                       or sum(work_of(video) for _, video in todo) >= SERVER_MIN_WORK):
+            forked.start_server(min(cores, MAX_VIDEOS_AT_ONCE) - 1, [*self.warm_modules, "stages.split"])
+        return min(at_once - 1, forked.available())
 
     def _clips(self, video: dict, recorders: list, decode_threads: int = 0) -> tuple[list[dict], list[dict]]:
         """One video's rows, and the records its recorders made for its ok clips (`decode_threads`: its

@@ -177,9 +177,9 @@ def test_fast_pixel_distance_equals_pyscenedetect_formula():
 
 def test_videos_split_at_once_give_what_one_at_a_time_gives(tmp_path):
     """Split runs two videos at once on two cores (on a local worker, the second in a process it forked at
-    its start; under `curate run`, on two threads of the task), and fetch probes two files at once: the
-    same rows, in input order, and the same records for the later stages, byte for byte, as one at a
-    time."""
+    its start; under `curate run`, on two threads of the task or from a fork server), and fetch probes
+    two files at once: the same rows, in input order, and the same records for the later stages, byte
+    for byte, as one at a time."""
     inp = tmp_path / "in"
     inp.mkdir()
     for path in (SAMPLES / "cuts_6shots.mp4", SAMPLES / "flash_3.mp4", DATA / "noflash.mp4", DATA / "pan_4px.mp4"):
@@ -202,19 +202,25 @@ def test_videos_split_at_once_give_what_one_at_a_time_gives(tmp_path):
         assert len(order) == 4 and "cuts_6shots.mp4" in order[:int(threads)], order
         done = json.loads((workdir / "markers" / "split" / "00000.done").read_text())
         assert done["videos_in_processes"] == int(threads) - 1
-    # the same split as one `curate run` task (a Slurm task's process: two threads, no forked process)
-    threaded = tmp_path / "run-threads"
-    shutil.copytree(tmp_path / "run-1", threaded)
-    for leftover in ("markers/split", "stages/split"):
-        shutil.rmtree(threaded / leftover)
-    curate("run", "-w", threaded, "--stage", "split", "--index", "0", env={"CURATE_THREADS": "2"})
-    assert json.loads((threaded / "markers" / "split" / "00000.done").read_text())["videos_in_processes"] == 0
-    split_dir = threaded / "stages" / "split"
-    parts["threads"] = (pl.read_parquet(next(split_dir.glob("part-*[0-9].parquet"))),
-                        pl.read_parquet(next(split_dir.glob("*.handoff.parquet"))), parts["1"][2])
+    # The same split as one `curate run` task (a Slurm task's process): this small part on two threads,
+    # and with `video_processes: always` the second video in a process of a fork server.
+    for name, mode, in_processes in (("threads", "auto", 0), ("server", "always", 1)):
+        again = tmp_path / f"run-{name}"
+        shutil.copytree(tmp_path / "run-1", again)
+        for leftover in ("markers/split", "stages/split"):
+            shutil.rmtree(again / leftover)
+        plan = (again / "run.yaml").read_text()
+        assert plan.count("video_processes: auto") == 1
+        (again / "run.yaml").write_text(plan.replace("video_processes: auto", f"video_processes: {mode}"))
+        curate("run", "-w", again, "--stage", "split", "--index", "0", env={"CURATE_THREADS": "2"})
+        done = json.loads((again / "markers" / "split" / "00000.done").read_text())
+        assert done["videos_in_processes"] == in_processes
+        split_dir = again / "stages" / "split"
+        parts[name] = (pl.read_parquet(next(split_dir.glob("part-*[0-9].parquet"))),
+                       pl.read_parquet(next(split_dir.glob("*.handoff.parquet"))), parts["1"][2])
     rows_1, records_1, fetched_1 = parts["1"]
     assert fetched_1.height > 4 and fetched_1.equals(parts["2"][2])  # fetch probes and hashes files at once too
-    for rows, records, _ in (parts["2"], parts["threads"]):
+    for rows, records, _ in (parts["2"], parts["threads"], parts["server"]):
         assert rows_1.height > 4 and rows_1["relpath"].to_list() == rows["relpath"].to_list()
         assert rows_1.drop("path").equals(rows.drop("path"))
         assert records_1.height > 0 and records_1.equals(records)
