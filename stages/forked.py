@@ -38,7 +38,7 @@ def prefork(count: int) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_child_start, initargs=(os.getpid(),))
+                               initializer=_child_start, initargs=(os.getpid(), True))
     try:
         pool.submit(int).result(timeout=30)  # with fork, a pool starts all its processes at its first item: now
     except Exception:  # noqa: BLE001 - no processes (no fork, no prctl here): the callers use threads
@@ -55,10 +55,23 @@ def start_server(count: int, preload: list[str]) -> None:
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import resource_tracker
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(preload)
-    _pool, _size = ProcessPoolExecutor(count, mp_context=context, initializer=_child_start, initargs=(None,)), count
+    # The server's pool holds named semaphores, which the resource tracker unlinks after a task that a
+    # signal stopped (os._exit, no teardown), with a warning on its stderr, the task's log, about
+    # nothing lost: it starts with its stderr on /dev/null.
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+    _pool = ProcessPoolExecutor(count, mp_context=context, initializer=_child_start, initargs=(os.getpid(), False))
+    _size = count
 
 
 def available() -> int:
@@ -97,13 +110,16 @@ def cached_plan(run, path):
     return _plans[key]
 
 
-def _child_start(parent: int) -> None:
+def _child_start(caller: int, forked_by_caller: bool) -> None:
     import ctypes
     import signal
 
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the worker
-    if parent is not None and os.getppid() != parent:  # it died before prctl
-        os._exit(1)
+    if forked_by_caller:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the worker
+        if os.getppid() != caller:  # it died before prctl
+            os._exit(1)
+    else:  # a fork server's child: the server outlives a caller that dies, and so would its children
+        _exit_with(caller)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides what an interrupt stops
     for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
@@ -111,6 +127,30 @@ def _child_start(parent: int) -> None:
     os.dup2(null, 0)  # not the worker's request pipe
     os.close(null)
     os.dup2(2, 1)  # not its reply pipe: the worker's own stderr until an item's logs replace it
+
+
+def _exit_with(caller: int) -> None:
+    """End this process as soon as `caller` ends (a thread waiting on its pidfd; polling where the
+    kernel has none)."""
+    import threading
+
+    try:
+        pidfd = os.pidfd_open(caller)
+    except (AttributeError, OSError):
+        pidfd = None
+
+    def watch() -> None:
+        import select
+        import time
+
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while os.path.exists(f"/proc/{caller}"):
+                time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-caller", daemon=True).start()
 
 
 def _in_child(function, args: tuple, env: dict, caller: int):

@@ -8,6 +8,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -83,17 +85,28 @@ def test_a_child_that_dies_is_reported_and_its_caller_falls_back(tmp_path):
     assert none_left == "no forked process left"
 
 
-def test_a_killed_worker_leaves_no_forked_process(tmp_path):
-    """A worker killed outright (SIGKILL: no handler, no teardown) takes its forked processes with it."""
-    code = """
+@pytest.mark.parametrize("start", ["prefork", "server"])
+def test_a_killed_caller_leaves_no_forked_process(tmp_path, start):
+    """A worker (or a `curate run` task with a fork server) killed outright (SIGKILL: no handler, no
+    teardown) takes its processes with it: a fork server's children hold the server's lifeline open
+    themselves, so they must watch the caller, not the server."""
+    code = f"""
         import multiprocessing, os, time
         from stages import forked
-        forked.prefork(2)
-        assert forked.call(os.getppid) == os.getpid()
-        print(*[child.pid for child in multiprocessing.active_children()], flush=True)
+        if {start!r} == "prefork":
+            forked.prefork(2)
+            assert forked.call(os.getppid) == os.getpid()
+            print(*[child.pid for child in multiprocessing.active_children()], flush=True)
+        else:
+            forked.start_server(1, ["stages.split"])
+            server = forked.call(os.getppid)
+            assert server != os.getpid()
+            assert forked.call(os.getenv, "CURATE_THREADS") == "5"
+            print(forked.call(os.getpid), server, flush=True)
         time.sleep(60)
     """
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "CURATE_THREADS": "5"})
     try:
         children = [int(pid) for pid in proc.stdout.readline().split()]
         assert len(children) == 2 and all(alive(pid) for pid in children)
