@@ -91,11 +91,29 @@ def call(function, *args):
         raise ProcessDied("no forked process left")
     env = {key: os.environ.get(key) for key in ("CURATE_THREADS", "SLURM_CPUS_PER_TASK")}
     try:
-        return pool.submit(_in_child, function, args, env, os.getpid()).result()
+        future = pool.submit(_in_child, function, args, env, os.getpid())
+    except BrokenProcessPool:
+        _pool = None
+        raise ProcessDied("no forked process left") from None
+    processes = list(getattr(pool, "_processes", {}).values())  # the pool forgets them once it breaks
+    try:
+        return future.result()
     except BrokenProcessPool as exc:
         _pool = None
-        codes = sorted({p.exitcode for p in getattr(pool, "_processes", {}).values() if p.exitcode})
+        codes = [code for code in map(_exit_code, processes) if code]
+        # the pool terminates the others once one died: the code that broke it is the one that is not that
+        codes = [code for code in codes if code != -15] or codes
         raise ProcessDied(f"the process it ran in died{f' (exit code {codes[0]})' if codes else ''}: {exc}") from None
+
+
+def _exit_code(process, wait_s: float = 2.0) -> int | None:
+    """A dead child's exit code (-N: killed by signal N), once the pool's own thread has reaped it."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while process.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process.exitcode
 
 
 def cached_plan(run, path):
