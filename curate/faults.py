@@ -24,6 +24,9 @@ class TaskInterrupted(BaseException):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self):  # pickled by its number (stages/forked.py hands exceptions between processes)
+        return type(self), (self.signum,)
+
 
 class StorageError(CurateError):
     """The run directory cannot be written (disk full, quota, read-only, permissions): a systemic fault."""

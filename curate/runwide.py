@@ -92,7 +92,7 @@ def _run_claimed(run: RunDir, plan, stage: str, claim: markers.Claim, mask, log:
     from stages import STAGES
     from stages.base import TaskContext
 
-    from .faults import TaskInterrupted
+    from .faults import TaskInterrupted, raise_if_interrupted
     from .task import Outcome, read_input, status_counts
 
     started = time.time()
@@ -107,9 +107,11 @@ def _run_claimed(run: RunDir, plan, stage: str, claim: markers.Claim, mask, log:
             return Outcome.ALREADY_DONE
         impl = STAGES[stage].load()(ctx)
         impl.preflight()
+        raise_if_interrupted()  # a signal Python dropped in the imports stops the task before the work
         parts = {index: read_input(run, plan, stage, index) for index in todo}
         done_parts = {index: pl.read_parquet(run.stage_part(stage, index)) for index in settled}
         outputs = impl.run_all(parts, done_parts, left_out)
+        raise_if_interrupted()  # ... and in any case before it commits
         if not claim.still_ours():
             raise CurateError(f"{stage}: our run claim was broken by another task while we worked; "
                               "its result wins and ours is discarded (is CURATE_CLAIM_TTL_S too short?)")

@@ -165,9 +165,10 @@ def _run_claimed(run: RunDir, plan: Plan, stage: str, index: int, fingerprint: s
             return Outcome.ALREADY_DONE
         impl = STAGES[stage].load()(ctx)
         impl.preflight()
+        raise_if_interrupted()  # a signal Python dropped in the imports stops the task before the work
         rows_in = read_input(run, plan, stage, index)
         rows_out = impl.run(rows_in)
-        raise_if_interrupted()  # a signal must stop the task even where Python dropped its exception
+        raise_if_interrupted()  # ... and in any case before it commits
         if not claim.still_ours():
             raise CurateError(f"{stage}[{index}]: our claim was broken by another task while we worked; "
                               "its result wins and ours is discarded (is CURATE_CLAIM_TTL_S too short?)")

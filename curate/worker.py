@@ -103,24 +103,27 @@ def serve(run: RunDir, plan_path: Path | None) -> None:
 
 
 def warm() -> None:
-    """Import what the tasks will need before the first request comes: the task contract and every
-    stage's libraries (`Stage.warm_modules`), then each stage's `warm_worker` (before any thread pool
-    runs). `curate local` starts a worker so while it still builds the manifest and the plan (about
-    0.4 s of imports each side, on cores of their own)."""
+    """Import what the tasks will need before the first request comes: the task contract, every stage's
+    libraries (`Stage.warm_modules`) and, after each stage's own, its `warm_worker`. `curate local`
+    starts a worker so while it still builds the manifest and the plan (about 0.4 s of imports each
+    side, on cores of their own)."""
     import importlib
 
     from stages import STAGES
 
     from . import task  # noqa: F401 - the contract every request runs through
 
-    for spec in STAGES.values():
-        for module in spec.load().warm_modules:
+    for spec in STAGES.values():  # each stage's `warm_worker` right after its modules, before later stages'
+        stage = spec.load()  # (a later import may start a thread: OpenVINO's telemetry does)
+        for module in stage.warm_modules:
             try:
                 importlib.import_module(module)
             except Exception:  # noqa: BLE001 - the stage's preflight says what is missing, and what to do
                 pass
-    for spec in STAGES.values():
-        spec.load().warm_worker()
+        try:
+            stage.warm_worker()
+        except Exception:  # noqa: BLE001 - a head start only: the tasks work without it
+            pass
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -54,8 +54,9 @@ class Stage:
 
     @classmethod
     def warm_worker(cls) -> None:
-        """Once in a long-lived local worker, after every stage's `warm_modules` are imported and before its
-        first request: the one moment it runs no thread pool of its own (stages/forked.py forks there)."""
+        """Once in a long-lived local worker, right after its own `warm_modules` (and those of the stages
+        before it) are imported and before the first request: while the worker runs no thread pool of its
+        own (split forks its video processes there, stages/forked.py). A failure here is ignored."""
 
     def preflight(self) -> None:
         """Systemic preconditions (tools, weights); raise CurateError before any work starts."""

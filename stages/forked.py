@@ -19,9 +19,11 @@ threads.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 _pool = None  # concurrent.futures.ProcessPoolExecutor of the forked processes, while usable
 _size = 0
+_died = False  # a process died once: no new ones in this process (its callers keep to threads)
 _plans: dict = {}  # in a child: the plans it has read, by (path, mtime, size)
 
 
@@ -29,49 +31,80 @@ class ProcessDied(RuntimeError):
     """The forked process running an item died (a crash in native code, a kill)."""
 
 
-def prefork(count: int) -> None:
-    """Fork `count` processes now; call only while this process runs no thread pool of its own."""
-    global _pool, _size
-    if count < 1 or _pool is not None:
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+class NotStarted(ProcessDied):
+    """No forked process could take the item: it did not start, and the caller may run it itself."""
 
-    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_child_start, initargs=(os.getpid(), True))
-    try:
-        pool.submit(int).result(timeout=30)  # with fork, a pool starts all its processes at its first item: now
-    except Exception:  # noqa: BLE001 - no processes (no fork, no prctl here): the callers use threads
-        pool.shutdown(wait=False, cancel_futures=True)
+
+def prefork(count: int) -> None:
+    """Fork `count` processes now, if this process runs no other Python thread (call it before any
+    thread pool runs: `stages.split.SplitStage.warm_worker`)."""
+    import threading
+
+    if count < 1 or _pool is not None or threading.active_count() > 1:
         return
-    _pool, _size = pool, count
+    import gc
+    import multiprocessing
+
+    gc.freeze()  # what the imports made stays shared with the children, not copied by a collection
+    _start(count, multiprocessing.get_context("fork"), (os.getpid(), True))
 
 
 def start_server(count: int, preload: list[str]) -> None:
     """Processes for a process that may already run thread pools (a `curate run` task): forked on
     demand from a fresh server process that imports `preload` first (multiprocessing's forkserver)."""
-    global _pool, _size
-    if count < 1 or _pool is not None:
+    if count < 1 or _pool is not None or _died:
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import resource_tracker
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(preload)
-    # The server's pool holds named semaphores, which the resource tracker unlinks after a task that a
-    # signal stopped (os._exit, no teardown), with a warning on its stderr, the task's log, about
-    # nothing lost: it starts with its stderr on /dev/null.
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    _start(count, context, (os.getpid(), False))
+
+
+def _start(count: int, context, initargs: tuple) -> None:
+    global _pool, _size
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import resource_tracker
+
+    from curate.faults import HANDLED_SIGNALS
+
+    # The pool's own threads (and, with fork, its children) start with the stop signals blocked: they
+    # must reach the task's main thread only, which blocks them while it takes its claim.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    pool = None
     try:
-        os.dup2(null, 2)
-        resource_tracker.ensure_running()
+        if context.get_start_method() != "fork":
+            # A fork server's pool holds named semaphores, which the resource tracker unlinks after a task
+            # that a signal stopped (os._exit, no teardown), warning on its stderr (the task's log)
+            # about nothing lost: it starts with its output on /dev/null.
+            from multiprocessing import forkserver
+
+            with _output_to_devnull():  # the server's too: its children write to each item's caller's logs
+                resource_tracker.ensure_running()
+                forkserver.ensure_running()
+        pool = ProcessPoolExecutor(count, mp_context=context, initializer=_child_start, initargs=initargs)
+        if context.get_start_method() == "fork":
+            pool.submit(int).result(timeout=30)  # with fork, a pool starts all its processes at its first item
+        _pool, _size = pool, count
+        import atexit
+
+        atexit.register(_drop)
+    except Exception:  # noqa: BLE001 - no processes here (no fork, no prctl, no /dev/shm): callers use threads
+        if pool is not None:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-    _pool = ProcessPoolExecutor(count, mp_context=context, initializer=_child_start, initargs=(os.getpid(), False))
-    _size = count
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _drop() -> None:
+    """At exit, while the modules the pool's own clean-up uses are still there."""
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+    _pool = None
 
 
 def available() -> int:
@@ -82,27 +115,34 @@ def available() -> int:
 def call(function, *args):
     """`function(*args)` in one of the forked processes, with this process's thread budget and its
     fds 1 and 2 (the task's logs, so native libraries' messages land there too); its result, or its
-    exception. Raises ProcessDied if that process died, and from then on `available()` is 0."""
-    global _pool
+    exception. Raises NotStarted where no process could take it, ProcessDied if its process died; from
+    then on `available()` is 0."""
+    global _pool, _died
+    import signal
     from concurrent.futures.process import BrokenProcessPool
+
+    from curate.faults import HANDLED_SIGNALS
 
     pool = _pool
     if pool is None:
-        raise ProcessDied("no forked process left")
+        raise NotStarted("no forked process left")
     env = {key: os.environ.get(key) for key in ("CURATE_THREADS", "SLURM_CPUS_PER_TASK")}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)  # for the threads a first item starts
     try:
-        future = pool.submit(_in_child, function, args, env, os.getpid())
-    except BrokenProcessPool:
-        _pool = None
-        raise ProcessDied("no forked process left") from None
+        future = pool.submit(_in_child, function, args, env, os.getpid(), _fds_to_share())
+    except Exception as exc:  # noqa: BLE001 - broken, or a fork server that could not start
+        _pool, _died = None, True
+        raise NotStarted(f"no forked process could take it: {type(exc).__name__}: {exc}") from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     processes = list(getattr(pool, "_processes", {}).values())  # the pool forgets them once it breaks
     try:
         return future.result()
     except BrokenProcessPool as exc:
-        _pool = None
+        _pool, _died = None, True
         codes = [code for code in map(_exit_code, processes) if code]
         # the pool terminates the others once one died: the code that broke it is the one that is not that
-        codes = [code for code in codes if code != -15] or codes
+        codes = [code for code in codes if code != -signal.SIGTERM] or codes
         raise ProcessDied(f"the process it ran in died{f' (exit code {codes[0]})' if codes else ''}: {exc}") from None
 
 
@@ -116,8 +156,10 @@ def _exit_code(process, wait_s: float = 2.0) -> int | None:
     return process.exitcode
 
 
-def cached_plan(run, path):
-    """In a child: the run's plan at `path`, read once per version of the file."""
+def cached_plan(run, path, fingerprints: dict):
+    """In a child: the run's plan at `path`, read once per version of the file; it must be the plan
+    the caller runs (`fingerprints`), not one written since."""
+    from curate.errors import CurateError
     from curate.plan import load_plan
 
     stat = os.stat(path)
@@ -125,7 +167,42 @@ def cached_plan(run, path):
     if key not in _plans:
         _plans.clear()
         _plans[key] = load_plan(run, path)
+    if _plans[key].fingerprints != fingerprints:
+        raise CurateError(f"{path} was rewritten with a different plan while this task ran; run it again")
     return _plans[key]
+
+
+def _fds_to_share() -> list[int]:
+    """The caller's fds 1 and 2 that a child can write to through a file of its own: pipes, terminals and
+    files opened for appending (a child's own offset in a file opened without O_APPEND would let the
+    caller overwrite what the child wrote)."""
+    import fcntl
+    import stat
+
+    shared = []
+    for fd in (1, 2):
+        try:
+            mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:
+            continue
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or (stat.S_ISREG(mode) and flags & os.O_APPEND):
+            shared.append(fd)
+    return shared
+
+
+@contextmanager
+def _output_to_devnull():
+    """fds 1 and 2 on /dev/null inside the block (for the processes started there)."""
+    saved, null = [os.dup(1), os.dup(2)], os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            os.dup2(null, fd)
+        yield
+    finally:
+        for fd, old in zip((1, 2), saved):
+            os.dup2(old, fd)
+            os.close(old)
+        os.close(null)
 
 
 def _child_start(caller: int, forked_by_caller: bool) -> None:
@@ -133,14 +210,18 @@ def _child_start(caller: int, forked_by_caller: bool) -> None:
     import signal
 
     if forked_by_caller:
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the worker
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG: die with the worker
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
         if os.getppid() != caller:  # it died before prctl
             os._exit(1)
     else:  # a fork server's child: the server outlives a caller that dies, and so would its children
         _exit_with(caller)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides what an interrupt stops
-    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
+    # The caller decides what a signal stops (its process group gets them too: Ctrl-C, killpg, scancel);
+    # a child ends with it, whatever ended it.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP])
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # not the worker's request pipe
     os.close(null)
@@ -171,7 +252,8 @@ def _exit_with(caller: int) -> None:
     threading.Thread(target=watch, name="exit-with-caller", daemon=True).start()
 
 
-def _in_child(function, args: tuple, env: dict, caller: int):
+def _in_child(function, args: tuple, env: dict, caller: int, fds: list[int]):
+    import pickle
     import sys
 
     for key, value in env.items():
@@ -181,17 +263,29 @@ def _in_child(function, args: tuple, env: dict, caller: int):
             os.environ[key] = value
     saved = [os.dup(1), os.dup(2)]
     try:
-        for fd in (1, 2):
+        for fd in fds:
             try:  # the file itself, even where it is deleted (a test's captured output)
-                opened = os.open(f"/proc/{caller}/fd/{fd}", os.O_WRONLY | os.O_APPEND)
+                opened = os.open(f"/proc/{caller}/fd/{fd}", os.O_WRONLY | os.O_APPEND | os.O_NOCTTY | os.O_CLOEXEC)
             except OSError:
                 continue
             os.dup2(opened, fd)
             os.close(opened)
-        return function(*args)
+        try:
+            return function(*args)
+        except Exception as exc:
+            try:  # it must reach the caller as it is, or as its text: one that does not unpickle breaks the pool
+                pickle.loads(pickle.dumps(exc))
+            except Exception:  # noqa: BLE001
+                import traceback
+
+                raise RuntimeError("".join(traceback.format_exception(exc)).strip()) from None
+            raise
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
         for fd, old in zip((1, 2), saved):
             os.dup2(old, fd)
             os.close(old)

@@ -181,14 +181,16 @@ def detect_shots(path: str, cfg, width: int, height: int, fps: float, recorders:
     return Shots(list(zip(edges, edges[1:])), times, flashes, scan.damage, resumed, transitions)
 
 
-def split_video(run, plan_path, index: int, video: dict, decode_threads: int) -> tuple[list[dict], list[dict]]:
-    """One video's rows and records, in a process forked for it (stages/forked.py)."""
+def split_video(run, plan_path, fingerprints: dict, index: int, video: dict,
+                decode_threads: int) -> tuple[list[dict], list[dict]]:
+    """One video's rows and records, in a process forked for it (stages/forked.py), under the plan the
+    task runs (`fingerprints`)."""
     from . import handoff
     from .base import TaskContext
     from .cpus import opencv_share
     from .forked import cached_plan
 
-    plan = cached_plan(run, plan_path)
+    plan = cached_plan(run, plan_path, fingerprints)
     stage = SplitStage(TaskContext(run, plan, "split", index))
     with opencv_share(decode_threads):
         return stage._clips(video, handoff.recorders(plan.config, plan.stages), decode_threads)
@@ -247,6 +249,8 @@ class SplitStage(Stage):
     def run(self, rows):
         from contextlib import nullcontext
 
+        from curate.faults import raise_if_interrupted
+
         from . import forked, handoff
         from .cpus import concurrently, opencv_share, task_cores
 
@@ -266,9 +270,12 @@ class SplitStage(Stage):
                 self.ctx.log(f"split[{self.ctx.index}] {n}/{len(videos)} {video['relpath']}")
             if 0 < local.slot <= in_processes:
                 try:
-                    return forked.call(split_video, self.ctx.run, self.ctx.plan.path, self.ctx.index, video,
-                                       decode_threads)
+                    return forked.call(split_video, self.ctx.run, self.ctx.plan.path, self.ctx.plan.fingerprints,
+                                       self.ctx.index, video, decode_threads)
+                except forked.NotStarted:
+                    pass  # no process took it: this thread splits it
                 except forked.ProcessDied as exc:
+                    raise_if_interrupted()  # a signal that also stopped the process is the task's stop, not a failure
                     raise RuntimeError(f"splitting {video['relpath']} stopped: {exc}") from None
             if not hasattr(local, "recorders"):
                 local.recorders = [] if self.cfg.kind == "none" else handoff.recorders(config, stages)

@@ -237,3 +237,12 @@ def test_a_signal_that_python_drops_still_stops_the_task():
         with pytest.raises(TaskInterrupted, match="SIGUSR1"):
             raise_if_interrupted()
     raise_if_interrupted()  # the next task starts with nothing pending
+
+
+def test_task_interrupted_crosses_a_process_boundary():
+    import pickle
+
+    from curate.faults import TaskInterrupted
+
+    again = pickle.loads(pickle.dumps(TaskInterrupted(signal.SIGUSR1)))
+    assert isinstance(again, TaskInterrupted) and again.signum == signal.SIGUSR1 and str(again) == "SIGUSR1"

@@ -120,7 +120,7 @@ def test_a_killed_caller_leaves_no_forked_process(tmp_path, start):
 def test_where_no_process_can_start_the_callers_use_threads(tmp_path):
     code = """
         from stages import forked
-        def no_prctl_here(parent):
+        def no_prctl_here(caller, forked_by_caller):
             raise OSError("prctl is not available")
         forked._child_start = no_prctl_here
         forked.prefork(1)
@@ -129,3 +129,46 @@ def test_where_no_process_can_start_the_callers_use_threads(tmp_path):
     proc = run_script(code, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == "0"
+
+
+def test_a_worker_forks_after_split_s_imports_and_before_the_models(tmp_path):
+    """The real warm-up forks right after split's libraries (before OpenVINO's import starts its telemetry
+    thread); the children ignore the stop signals that reach the whole process group, and keep neither
+    a file opened without O_APPEND nor an exception that would not unpickle from reaching the caller."""
+    log = tmp_path / "plain.log"
+    code = f"""
+        import os, signal, sys
+        from curate.worker import warm
+        from stages import forked
+
+        def has(name):
+            return name in sys.modules
+
+        class TwoArguments(Exception):
+            def __init__(self, a, b):
+                super().__init__(a)
+
+        def raises():
+            raise TwoArguments("cannot come back as it is", 2)
+
+        warm()
+        assert forked.available() == 1, forked.available()
+        assert forked.call(has, "scenedetect") and not forked.call(has, "openvino")
+        assert has("openvino")
+        child = forked.call(os.getpid)
+        os.kill(child, signal.SIGTERM)  # as a killpg of the worker's group would
+        assert forked.call(os.getpid) == child
+        try:
+            forked.call(raises)
+        except RuntimeError as exc:
+            assert "TwoArguments: cannot come back as it is" in str(exc), exc
+        assert forked.available() == 1
+        fd = os.open({str(log)!r}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)  # not for appending: a child's writes would be overwritten by the caller's
+        forked.call(print, "to the child's own output")
+        os.write(1, b"the caller's line\\n")
+    """
+    proc = run_script(code, tmp_path, env={"CURATE_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text() == "the caller's line\n"
+    assert "to the child's own output" in proc.stderr

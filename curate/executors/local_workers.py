@@ -162,14 +162,14 @@ class WorkerPool:
             if worker.root == self.run.root and worker.plan_path == self.plan_path and worker.proc.poll() is None:
                 return worker
             worker.close()
-        return Worker(self.run, self.plan_path, self.env, first_log)
+        return Worker(self.run, self.plan_path, self.env, first_log, warm=True)
 
     def start(self, stage: str, index: int, out_log: Path, err_log: Path) -> WorkerTask:
         request = {"stage": stage, "index": index, "out": str(out_log), "err": str(err_log), "env": self.request_env}
         worker = self._worker(err_log)
         if not worker.send(request):  # it died idle: one fresh try
             worker.close()
-            worker = Worker(self.run, self.plan_path, self.env, err_log)
+            worker = Worker(self.run, self.plan_path, self.env, err_log, warm=True)
             worker.send(request)
         return WorkerTask(self, worker)
 
