@@ -3,10 +3,12 @@ at once: the split tasks of samples/ + tests/data/ took 2.8-3.0 s with two video
 a local worker, 2.5-2.55 s with the second video in a forked process).
 
 Two ways to get them, both safe to fork from:
-- `prefork`: a long-lived local worker forks them once, at the end of its warm-up (curate/worker.py
-  `warm`). It has then imported the stages' libraries but run no thread pool of its own (no decoder,
-  OpenCV, onnxruntime or OpenVINO threads; OpenBLAS's idle pool, its only threads then, is shut down
-  around a fork by OpenBLAS itself), and the fork costs 15 ms.
+- `prefork`: a long-lived local worker forks them once in its warm-up (curate/worker.py `warm`),
+  right after split's libraries are imported and before later stages' (OpenVINO's import starts a
+  telemetry thread; the fork is skipped wherever another Python thread runs). The worker has then run
+  no thread pool of its own (no decoder, OpenCV, onnxruntime or OpenVINO threads; OpenBLAS's idle
+  pool, its only native threads then, is shut down around a fork by OpenBLAS itself), and the fork
+  costs 15 ms.
 - `start_server`: any other process (a `curate run` task under Slurm, whose polars and claim
   heartbeat threads already run) starts multiprocessing's fork server: a fresh interpreter that
   imports the given modules (about 0.3 s) and forks each process from there.
