@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
+BUDGET_VARIABLES = ("CURATE_THREADS", "SLURM_CPUS_PER_TASK")  # where a task's thread budget is set, first wins
+
 
 def task_threads() -> int:
     """The task's thread budget; 0 where none is set (the libraries choose)."""
-    for name in ("CURATE_THREADS", "SLURM_CPUS_PER_TASK"):
+    for name in BUDGET_VARIABLES:
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)

@@ -74,9 +74,10 @@ def _start(count: int, context, initargs: tuple) -> None:
     # The pool's own threads (and, with fork, its children) start with the stop signals blocked: they
     # must reach the task's main thread only, which blocks them while it takes its claim.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    forking = context.get_start_method() == "fork"
     pool = None
     try:
-        if context.get_start_method() != "fork":
+        if not forking:
             # A fork server's pool holds named semaphores, which the resource tracker unlinks after a task
             # that a signal stopped (os._exit, no teardown), warning on its stderr (the task's log)
             # about nothing lost: it starts with its output on /dev/null.
@@ -86,7 +87,7 @@ def _start(count: int, context, initargs: tuple) -> None:
                 resource_tracker.ensure_running()
                 forkserver.ensure_running()
         pool = ProcessPoolExecutor(count, mp_context=context, initializer=_child_start, initargs=initargs)
-        if context.get_start_method() == "fork":
+        if forking:
             pool.submit(int).result(timeout=30)  # with fork, a pool starts all its processes at its first item
         _pool, _size = pool, count
         import atexit
@@ -125,10 +126,12 @@ def call(function, *args):
 
     from curate.faults import HANDLED_SIGNALS
 
+    from .cpus import BUDGET_VARIABLES
+
     pool = _pool
     if pool is None:
         raise NotStarted("no forked process left")
-    env = {key: os.environ.get(key) for key in ("CURATE_THREADS", "SLURM_CPUS_PER_TASK")}
+    env = {key: os.environ.get(key) for key in BUDGET_VARIABLES}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)  # for the threads a first item starts
     try:
         future = pool.submit(_in_child, function, args, env, os.getpid(), _fds_to_share())

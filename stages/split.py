@@ -121,6 +121,12 @@ def make_detector(cfg, width: int, height: int, fps: float):
     return kind(cfg, width, height, fps)
 
 
+def videos_beyond_the_first(cores: int) -> int:
+    """How many processes a task on `cores` wants for its videos at once: one per video beyond the one
+    it splits itself (SplitStage.run)."""
+    return min(cores, MAX_VIDEOS_AT_ONCE) - 1
+
+
 def work_of(video: dict) -> float:
     """About how long splitting the video takes, from its probe: a fixed cost per frame (Python's, the
     detector's) and one per pixel (decoding), equal at about a megapixel a frame."""
@@ -228,8 +234,7 @@ class SplitStage(Stage):
         from .cpus import task_cores
         from .forked import prefork
 
-        # the processes for videos beyond the one this process splits itself (see run)
-        prefork(min(task_cores(), MAX_VIDEOS_AT_ONCE) - 1)
+        prefork(videos_beyond_the_first(task_cores()))
 
     def preflight(self) -> None:
         if self.cfg.cut or self.cfg.kind == "none":
@@ -325,7 +330,7 @@ class SplitStage(Stage):
         # 0.3 s of imports, which a part of a few seconds of split work wins back.
         if not forked.available() and (self.cfg.video_processes == "always"
                                        or sum(work_of(video) for _, video in todo) >= SERVER_MIN_WORK):
-            forked.start_server(min(cores, MAX_VIDEOS_AT_ONCE) - 1, [*self.warm_modules, "stages.split"])
+            forked.start_server(videos_beyond_the_first(cores), [*self.warm_modules, "stages.split"])
         return min(at_once - 1, forked.available())
 
     def _clips(self, video: dict, recorders: list, decode_threads: int = 0) -> tuple[list[dict], list[dict]]:
