@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -55,6 +56,25 @@ def _wait_for(pattern, root, proc, timeout=120):
     return list(root.glob(pattern))
 
 
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (its task workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return found
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it ended meanwhile
+
+
 def test_a_rewritten_plan_stops_local_instead_of_looping(tmp_path, videos, workdir):
     from curate.config import validate_config
     from curate.plan import write_plan
@@ -63,11 +83,22 @@ def test_a_rewritten_plan_stops_local_instead_of_looping(tmp_path, videos, workd
     cfg = write_config(tmp_path / "c.yaml", NO_ANALYZERS)
     proc = _start_local(workdir, "-i", videos, "-c", cfg, "--parts", "2", "--workers", "1")
     _wait_for("markers/fetch/*.done", workdir, proc)
-    # what another `curate local -c other.yaml` does to run.yaml: split's settings (and fingerprint) change
-    doc = yaml.safe_load((workdir / "run.yaml").read_text())
-    doc["config"]["split"]["min_s"] = 0.2
-    info = read_json(workdir / "manifests" / "_manifest.json")
-    write_plan(workdir / "run.yaml", validate_config(doc["config"]), info)
+    # The rest of this small run takes well under a second: its worker is held still until `curate local`
+    # has seen the rewrite, so that the rewrite always lands while work is left.
+    workers = _children(proc.pid)
+    assert workers
+    for pid in workers:
+        _signal(pid, signal.SIGSTOP)
+    try:
+        # what another `curate local -c other.yaml` does to run.yaml: split's settings (and fingerprint) change
+        doc = yaml.safe_load((workdir / "run.yaml").read_text())
+        doc["config"]["split"]["min_s"] = 0.2
+        info = read_json(workdir / "manifests" / "_manifest.json")
+        write_plan(workdir / "run.yaml", validate_config(doc["config"]), info)
+        time.sleep(0.5)  # it checks run.yaml at least every 50 ms
+    finally:
+        for pid in workers:
+            _signal(pid, signal.SIGCONT)
     out, err = proc.communicate(timeout=120)  # before: relaunched "split[i] is already done" forever
     assert proc.returncode == ExitCode.USAGE, err
     assert "rewritten with a different plan" in err and "Traceback" not in err
