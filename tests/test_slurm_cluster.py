@@ -107,15 +107,23 @@ def wait_for_merge(workdir, timeout=120):
 
 
 def start_now(job, timeout=60):
-    """Slurm holds a requeued job back for a while; let it start now (again, until it runs or has left
-    the queue: an update that races the requeue itself is lost, and a requeue passes through states
-    other than PENDING on its way back)."""
+    """Slurm holds a requeued job back for a while (AuthInfo cred_expire, 120 s); let it start now (again,
+    until it runs or has left the queue: an update that races the requeue itself is lost, and a requeue
+    passes through states other than PENDING on its way back).
+
+    Not within the second of the requeue: slurmd revokes the old attempt's credential at that second,
+    and a job started again in it is killed as "non-startable: Job credential revoked" (seen on a loaded
+    CI run: the task's attempt 2 never ran)."""
     deadline = time.time() + timeout
+    pending_since = None
     while (state := subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
                                    text=True).stdout.strip()) not in ("RUNNING", ""):
         assert time.time() < deadline, f"{job} never started again (still {state})"
         if state == "PENDING":
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False, capture_output=True)
+            pending_since = pending_since or time.time()
+            if time.time() - pending_since >= 1.5:
+                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=False,
+                               capture_output=True)
         time.sleep(0.5)
 
 
