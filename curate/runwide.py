@@ -92,7 +92,7 @@ def _run_claimed(run: RunDir, plan, stage: str, claim: markers.Claim, mask, log:
     from stages import STAGES
     from stages.base import TaskContext
 
-    from .faults import TaskInterrupted, raise_if_interrupted
+    from .faults import raise_if_interrupted, stopped_by_signal
     from .task import Outcome, read_input, status_counts
 
     started = time.time()
@@ -129,9 +129,12 @@ def _run_claimed(run: RunDir, plan, stage: str, claim: markers.Claim, mask, log:
             f"({len(settled)} done before, {len(left_out)} left out): {ctx.stats.get('duplicates', 0)} duplicates "
             f"in {ctx.stats.get('groups', 0)} groups")
         return Outcome.DONE
-    except TaskInterrupted:
-        raise  # no failure record: an interrupted task is rerun
     except BaseException as exc:
+        stop = stopped_by_signal(exc)
+        if stop is exc:
+            raise  # no failure record: an interrupted task is rerun
+        if stop is not None:
+            raise stop from exc  # (curate.faults.stopped_by_signal)
         record = {"stage": stage, "fingerprint": fingerprint, "owner": claim.owner, "run_wide": True,
                   "finished": time.time(), "error": f"{type(exc).__name__}: {exc}".strip(),
                   "traceback": "".join(traceback.format_exception(exc)[-12:])}

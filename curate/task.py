@@ -25,9 +25,9 @@ from .faults import (
     HANDLED_SIGNALS,
     STOP_SIGNAL,
     FailureNotRecorded,
-    TaskInterrupted,
     raise_if_interrupted,
     signals_raise,
+    stopped_by_signal,
     storage_error,
     storage_errors,
 )
@@ -183,17 +183,20 @@ def _run_claimed(run: RunDir, plan: Plan, stage: str, index: int, fingerprint: s
         log(f"{stage}[{index}] done in {finished - started:.1f} s: {rows_in.height} rows in, "
             f"{rows_out.height} out {counts}")
         return Outcome.DONE
-    except TaskInterrupted as exc:
-        limit = requeue_limit_error(plan, stage, index) if exc.signum == STOP_SIGNAL else None
-        if limit is None:
-            raise  # no failure record: an interrupted task is requeued or rerun
-        markers.write_failed(run, stage, index, {
-            "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
-            "finished": time.time(), "error": str(limit), "traceback": ""})
-        raise limit from None
-    except UpstreamNotDone:
-        raise  # no failure record: an early task simply waits for its input
     except BaseException as exc:
+        stop = stopped_by_signal(exc)
+        if stop is not None:
+            limit = requeue_limit_error(plan, stage, index) if stop.signum == STOP_SIGNAL else None
+            if limit is None:  # no failure record: an interrupted task is requeued or rerun
+                if stop is exc:
+                    raise
+                raise stop from exc
+            markers.write_failed(run, stage, index, {
+                "stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
+                "finished": time.time(), "error": str(limit), "traceback": ""})
+            raise limit from None
+        if isinstance(exc, UpstreamNotDone):
+            raise  # no failure record: an early task simply waits for its input
         record = {"stage": stage, "index": index, "fingerprint": fingerprint, "owner": claim.owner,
                   "finished": time.time(), "error": f"{type(exc).__name__}: {exc}".strip(),
                   "traceback": "".join(traceback.format_exception(exc)[-12:])}

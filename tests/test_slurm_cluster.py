@@ -127,6 +127,11 @@ def start_now(job, timeout=60):
         time.sleep(0.5)
 
 
+def task_logs(workdir, stage):
+    """What a stage's tasks printed, for an assertion's message (CI shows nothing else of a task)."""
+    return "; ".join(f"{p.name}: {p.read_text()[-2000:]!r}" for p in sorted((workdir / "logs" / stage).glob("*.*")))
+
+
 def table(workdir):
     curate("export", "-w", workdir)
     return pl.read_parquet(workdir / "metadata" / "clips.parquet")
@@ -371,7 +376,7 @@ def test_requeue_is_capped_by_max_requeues(tmp_path, long_video):
     for attempt in (1, 2):
         deadline = time.time() + 60
         while not claim.exists() or json.loads(claim.read_text() or "{}").get("attempt") != attempt:
-            assert time.time() < deadline, f"attempt {attempt} never claimed the task"
+            assert time.time() < deadline, f"attempt {attempt} never claimed the task; {task_logs(workdir, 'split')}"
             time.sleep(0.05)
         time.sleep(0.5)
         job = json.loads(claim.read_text())["job_id"]  # this run's task (another test's job may linger)
