@@ -95,10 +95,13 @@ def concurrently(function, items: list, at_once: int, name: str) -> list:
     try:
         results = list(pool.map(function, items))
     except BaseException as exc:
+        from curate.faults import stopped_by_signal
+
         # The items not started are dropped either way. After an error the running ones are waited
-        # for (nothing of this task outlives it); after a signal (TaskInterrupted, Ctrl-C) they are
-        # not: the task must release its claim and stop now, not once its current videos are done.
-        pool.shutdown(wait=isinstance(exc, Exception), cancel_futures=True)
+        # for (nothing of this task outlives it); after a signal (TaskInterrupted, Ctrl-C, or an error
+        # that followed one) they are not: the task must release its claim and stop now, not once its
+        # current videos are done.
+        pool.shutdown(wait=isinstance(exc, Exception) and stopped_by_signal(exc) is None, cancel_futures=True)
         raise
     pool.shutdown()
     return results

@@ -254,8 +254,6 @@ class SplitStage(Stage):
     def run(self, rows):
         from contextlib import nullcontext
 
-        from curate.faults import raise_if_interrupted
-
         from . import forked, handoff
         from .cpus import concurrently, opencv_share, task_cores
 
@@ -279,8 +277,7 @@ class SplitStage(Stage):
                                        self.ctx.index, video, decode_threads)
                 except forked.NotStarted:
                     pass  # no process took it: this thread splits it
-                except forked.ProcessDied as exc:
-                    raise_if_interrupted()  # a signal that also stopped the process is the task's stop, not a failure
+                except forked.ProcessDied as exc:  # after a stop signal: the stop (curate.faults.stopped_by_signal)
                     raise RuntimeError(f"splitting {video['relpath']} stopped: {exc}") from None
             if not hasattr(local, "recorders"):
                 local.recorders = [] if self.cfg.kind == "none" else handoff.recorders(config, stages)
