@@ -72,6 +72,8 @@ def bad_media(tmp_path_factory) -> Path:
     ffmpeg("-i", str(src), "-vf", "transpose=1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
            str(d / "portrait.mp4"))
     ffmpeg("-i", str(src), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(d / "rotated.mp4"))
+    for name, size in (("thumb_8x8.mp4", "8:8"), ("strip_200x6.mp4", "200:6")):  # too small for optical flow
+        ffmpeg("-i", str(src), "-vf", f"scale={size},setsar=1", "-c:v", "libx264", "-pix_fmt", "yuv444p", str(d / name))
     shutil.copy(SAMPLES / "cuts_6shots.mp4", d / "good.mp4")
     return d
 

@@ -15,7 +15,8 @@ def test_every_bad_input_is_a_row_with_a_reason(bad_media, workdir):
     for row in table.iter_rows(named=True):
         videos.setdefault(row["relpath"], []).append(row)
     assert set(videos) == {"zero.mp4", "truncated.mp4", "notes.mp4", "audio_only.mp4", "odd_161x121.mp4",
-                           "portrait.mp4", "rotated.mp4", "good.mp4", "truncated_faststart.mp4"}
+                           "portrait.mp4", "rotated.mp4", "good.mp4", "truncated_faststart.mp4",
+                           "thumb_8x8.mp4", "strip_200x6.mp4"}
 
     def failure(name):
         (row,) = videos[name]
@@ -44,6 +45,10 @@ def test_every_bad_input_is_a_row_with_a_reason(bad_media, workdir):
     assert rotated and rotated[0]["rotation"] in (90, 270)
     assert (rotated[0]["width"], rotated[0]["height"]) == (144, 176)  # as displayed
     assert len(clips("good.mp4")) == 6
+    # frames too small for OpenCV's optical flow are measured like any other (it raised on them)
+    for name in ("thumb_8x8.mp4", "strip_200x6.mp4"):
+        tiny = clips(name)
+        assert tiny and all(r["motion_score"] is not None and r["motion_score"] == r["motion_score"] for r in tiny)
     assert all(r["motion_score"] is not None for r in odd + portrait + rotated)
     # dedup (on by default): the odd-sized re-encode of carphone is in the group of good.mp4's carphone shot
     assert {r["dup_group"] for r in odd} & {r["dup_group"] for r in clips("good.mp4")} - {None}

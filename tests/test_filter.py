@@ -49,6 +49,21 @@ def test_motion_still_vs_pan():
     assert still["motion_pairs"] == pan["motion_pairs"] == 8  # 2 pairs per second over 4 s
 
 
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_motion_flow_on_frames_too_small_for_the_pyramid(method):
+    """OpenCV's DIS raised on an 8x8 or 200x6 frame, returned NaN on 18x600 and could crash the process
+    on 24x800 after such a frame: each is enlarged for the flow, and a 1 px pan still reads about 1 px."""
+    from stages.analyzers.motion import MotionAnalyzer
+
+    motion = MotionAnalyzer(FilterConfig().motion.model_copy(update={"method": method}))
+    texture = np.random.default_rng(0).integers(0, 256, (800, 800), dtype=np.uint8)
+    for height, width in [(8, 8), (12, 12), (6, 200), (200, 6), (4, 200), (18, 600), (24, 800), (31, 200)]:
+        frame = np.ascontiguousarray(texture[:height, :width])
+        shifted = np.ascontiguousarray(np.roll(frame, 1, axis=1))
+        assert motion.flow_magnitude(frame, shifted) == pytest.approx(1.0, abs=0.5), (height, width)
+        assert motion.flow_magnitude(frame, frame.copy()) < 0.05, (height, width)
+
+
 def test_motion_separates_frozen_and_still_frames_from_a_fixed_camera_on_people(tmp_path):
     """Static means nothing moves: a held photo and a real frozen stretch are static; a real fixed
     camera on a cat, a real fixed camera on two people in a room, and a person talking in a small

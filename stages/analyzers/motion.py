@@ -27,6 +27,11 @@ from .base import Analyzer
 
 REFERENCE_SHORT_SIDE = 360  # motion_px is pixels per frame as if the clip were 360 px high (640x360)
 CHANGE_LEVELS = 10  # luma change (0-255) that counts as a pixel changing between samples
+# OpenCV's DIS builds its pyramid from the frame's size (coarsest level: the lesser of log2(long side / 32),
+# rounded, and log2(short side / 8)); under its finest level (2 in the FAST preset) there is no level at
+# all, and it raises, returns NaN or crashes the process (a 4x200 strip, an 8x8 thumbnail). Frames with
+# a short side under 32 px or a long side under 96 px are enlarged for the flow.
+MIN_FLOW_SHORT, MIN_FLOW_LONG = 32, 96
 
 
 class MotionConfig(Section):
@@ -79,12 +84,19 @@ class MotionAnalyzer(Analyzer):
         moved = cv2.threshold(cv2.absdiff(a, b), CHANGE_LEVELS, 255, cv2.THRESH_BINARY)[1]
         return cv2.countNonZero(moved) / moved.size
 
-    @staticmethod
-    def mean_magnitude(flow) -> float:
-        """Mean length of the flow vectors (OpenCV: numpy's squares and sums cost as much as the flow)."""
+    def flow_magnitude(self, a, b) -> float:
+        """Mean length of the flow vectors from a to b, in a's pixels. A frame too small for the flow
+        (MIN_FLOW_SHORT, MIN_FLOW_LONG) is enlarged by a whole factor for it, and its vectors shrink by
+        that factor again."""
         import cv2
 
-        return cv2.mean(cv2.magnitude(flow[..., 0], flow[..., 1]))[0]
+        factor = max(-(-MIN_FLOW_SHORT // min(a.shape[:2])), -(-MIN_FLOW_LONG // max(a.shape[:2])))
+        if factor > 1:
+            size = (a.shape[1] * factor, a.shape[0] * factor)
+            a, b = (cv2.resize(x, size, interpolation=cv2.INTER_NEAREST) for x in (a, b))
+        flow = self.flow()(a, b)
+        # OpenCV: numpy's squares and sums cost as much as the flow
+        return cv2.mean(cv2.magnitude(flow[..., 0], flow[..., 1]))[0] / factor
 
     def feed(self, frame):
         image = frame.image(self.need)
@@ -94,8 +106,7 @@ class MotionAnalyzer(Analyzer):
         since_last = None
         if self.last_sample is not None and self.last_sample.shape == self.pending.shape:
             since_last = self.changed(self.last_sample, self.pending)
-        flow = self.flow()(self.pending, image)
-        self.samples.append((self.pending_time, self.mean_magnitude(flow),
+        self.samples.append((self.pending_time, self.flow_magnitude(self.pending, image),
                              self.changed(self.pending, image), since_last, frame.time))
         self.shape, self.last_sample, self.pending = image.shape, self.pending, None
 
