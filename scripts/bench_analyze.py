@@ -112,7 +112,8 @@ def main(argv: list[str]) -> None:
               f"{shots.decoded / base:10.0f} {shots.decoded / seconds:9.0f} {seconds / base:6.2f}")
     whole = total["split"] + total["filter decode"] + sum(costs.values())
     small = [row for row in per_file if row[0].parent.name != "bench-media"]
-    if len(small) < len(per_file):  # the line without the long bench media, whose decode dilutes per-clip costs
+    # the line without the long bench media, whose decode dilutes per-clip costs
+    if small and len(small) < len(per_file):
         frames, seconds, base = (sum(row[i] for row in small) for i in (1, 2, 3))
         print(f"{'TOTAL without bench-media/':28} {frames:6d} {'':10} {frames / base:10.0f} {frames / seconds:9.0f} "
               f"{seconds / base:6.2f}")

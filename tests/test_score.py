@@ -39,6 +39,28 @@ def test_quality_noise_is_immerkaers_full_kernel_exactly():
             assert frame_measures(gray)["noise"] == expected > 0
 
 
+def test_quality_and_dover_take_frames_smaller_than_their_windows():
+    """A 2x2 frame has no interior for the noise kernel (a division by zero failed its clip); a side under
+    DOVER's 32-px fragment gave an empty slice (a broadcast error). Both now measure such frames."""
+    import numpy as np
+
+    from stages.scorers.dover import FRAGMENT, DoverConfig, DoverSampler
+    from stages.scorers.quality import frame_measures
+
+    rng = np.random.default_rng(0)
+    for height, width in [(2, 2), (1, 5), (2, 200), (8, 8), (200, 6), (31, 40)]:
+        gray = rng.integers(0, 256, (height, width), dtype=np.uint8)
+        assert all(math.isfinite(v) for v in frame_measures(gray).values()), (height, width)
+        sampler = DoverSampler(8, DoverConfig(clip_len=4, technical_clips=2, frames=2), np.random.default_rng(1))
+        image = np.full((height, width, 3), 200, dtype=np.uint8)
+        for ordinal in range(8):
+            if sampler.wants(ordinal):
+                sampler.take(ordinal, image)
+        (technical, aesthetic), = sampler.items()
+        assert technical.shape[1:3] == (7 * FRAGMENT, 7 * FRAGMENT)
+        assert technical.min() > 150 and aesthetic.min() > 150, (height, width)  # every fragment filled from the frame
+
+
 def test_quality_ranks_sharp_above_blurred_and_compressed(tmp_path):
     from stages.scorers.quality import QualityConfig, QualityScorer
 

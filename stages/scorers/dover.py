@@ -91,7 +91,9 @@ class DoverSampler:
         origins, offsets = [], []
         for extent in (height, width):
             cell = extent // GRID
-            origins.append([min(cell * i, extent - FRAGMENT) for i in range(GRID)])
+            # at 0 on a side under FRAGMENT px (the reference's negative index wraps round the upscaled
+            # frame; a slice from it would be empty)
+            origins.append([max(0, min(cell * i, extent - FRAGMENT)) for i in range(GRID)])
             offsets.append(self.rng.integers(0, cell - FRAGMENT, size=(GRID, GRID, segments)) if cell > FRAGMENT
                            else np.zeros((GRID, GRID, segments), dtype=int))
         return origins, offsets
