@@ -53,3 +53,17 @@ def test_run_example_counts_are_real(tmp_path):
     shown = _block_after("curate run --workdir demo-run --stage split --index 1")
     assert _counts(RUN_DONE.findall(shown)) == _counts(RUN_DONE.findall(out)) != [], (shown, out)
     assert again.strip() in shown, (again, shown)
+
+
+def test_every_command_has_help_that_renders_and_a_readme_entry():
+    """`curate CMD --help` for every command: exit 0, its usage, no traceback (rich markup in a help text,
+    such as `[/<clip id>]`, once made `curate export --help` crash), and the README names the command."""
+    from curate.cli import app
+
+    names = [command.name or command.callback.__name__.replace("_", "-") for command in app.registered_commands]
+    assert {"local", "run", "status", "submit", "export"} <= set(names)
+    for name in names:
+        proc = curate(name, "--help", check=False, env={"COLUMNS": "100"})
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (name, proc.stderr[-800:])
+        assert f"Usage: python -m curate {name}" in proc.stdout, name
+        assert f"curate {name}" in README, f"README never shows `curate {name}`"

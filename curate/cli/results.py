@@ -23,7 +23,8 @@ def export_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Default: WORKDIR/metadata/clips.<format>."),
     output_dir: Optional[Path] = typer.Option(
         None, "--output-dir", help="Also publish the kept clips here as a dataset `datasets` loads: data/<input "
-                                   "path>[/<clip id>].mp4, metadata.parquet, curation/clips.parquet, README.md."),
+                                   "path>.mp4 (a whole video) or data/<input path>/<clip id>.mp4, metadata.parquet, "
+                                   "curation/clips.parquet, README.md."),
     copy_mode: str = typer.Option("auto", "--copy-mode",
                                   help="With --output-dir: auto (link whole videos, encode clips cut out of longer "
                                        "ones), link (hard link, else symlink), copy, none (tables only) or encode "
